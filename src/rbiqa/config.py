@@ -1,0 +1,92 @@
+"""Hydra entry point and compose helper shared by all stages.
+
+Every stage is `python -m rbiqa.<stage> [hydra overrides]`. Hydra is told not to change directory or
+write its own output folders: Snakemake owns the layout, and each stage writes its resolved config
+into its own manifest instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rbiqa.manifest import scrub
+
+# Hydra options that keep it from creating outputs/ dirs or reconfiguring logging.
+_QUIET_HYDRA = [
+    "hydra.run.dir=.",
+    "hydra.output_subdir=null",
+    "hydra/job_logging=none",
+    "hydra/hydra_logging=none",
+]
+
+
+def conf_dir() -> Path:
+    """conf/ of the repository: $RBIQA_CONF_DIR, else ./conf, else next to the source tree."""
+    if env := os.environ.get("RBIQA_CONF_DIR"):
+        return Path(env).resolve()
+    cwd_conf = Path.cwd() / "conf"
+    if (cwd_conf / "config.yaml").exists():
+        return cwd_conf.resolve()
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"
+    if (repo_conf / "config.yaml").exists():
+        return repo_conf
+    raise FileNotFoundError(
+        "cannot find the Hydra config dir: run from the repository root or set RBIQA_CONF_DIR"
+    )
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose the config without running an app (tests, Snakemake DAG-time stamps)."""
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return _compose(config_name="config", overrides=list(overrides))
+
+
+def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
+    """Resolved plain-dict config with secrets scrubbed: what manifests and stamps store."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    return scrub(cfg)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def stage_main(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """Decorate a stage's `main(cfg)` into a Hydra CLI with the project's quiet settings."""
+    import hydra
+
+    @functools.wraps(fn)
+    def _entry() -> Any:
+        # Appending (not prepending) lets a user's explicit hydra.* override still win.
+        for opt in _QUIET_HYDRA:
+            key = opt.split("=")[0]
+            if not any(a.split("=")[0] == key for a in sys.argv[1:]):
+                sys.argv.append(opt)
+
+        @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
+        def _run(cfg: DictConfig) -> Any:
+            setup_logging(cfg.get("log_level", "INFO"))
+            return fn(cfg)
+
+        return _run()
+
+    return _entry

@@ -1,0 +1,165 @@
+"""Provenance manifests, and the secret scrubbing that every persisted config goes through.
+
+Each stage writes one manifest per job. It records what the job read and wrote by content hash. That
+lets `rbiqa.freshen` restore a consistent mtime order after `dvc pull` (which does not keep mtimes),
+and lets the report's lineage appendix be generated rather than typed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rbiqa.io import sha256_path, write_json
+
+# Pipeline order of the stages; freshen walks manifests in this order.
+STAGE_ORDER = {
+    "download_data": 1,
+    "fetch_model": 1,
+    "split": 2,
+    "rephrase": 3,
+    "clean": 4,
+    "train": 5,
+    "retrieval_index": 5,
+    "generate": 6,
+    "judge": 7,
+    "judge_agreement": 7.5,  # reads judgments of stage 7
+    "stats": 8,
+    "figures": 9,
+    "report": 10,
+}
+
+TRACKED_LIBS = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "hydra-core",
+    "snakemake",
+    "dvc",
+    "google-genai",
+    "datasketch",
+    "presidio-analyzer",
+    "statsmodels",
+    "scipy",
+    "numpy",
+    "pandas",
+    "seaborn",
+    "bm25s",
+    "scikit-learn",
+    "rbiqa",
+)
+
+SECRET_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.I)
+REDACTED = "***redacted***"
+
+
+def secret_values() -> list[str]:
+    return [v for k in SECRET_ENV_VARS if (v := os.environ.get(k)) and len(v) >= 4]
+
+
+def scrub(obj: Any) -> Any:
+    """Redact secret-looking keys and any literal secret value found in the environment."""
+    secrets = secret_values()
+
+    def _walk(x: Any, key: str | None = None) -> Any:
+        if isinstance(x, Mapping):
+            return {k: _walk(v, str(k)) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [_walk(v) for v in x]
+        if key is not None and _SECRET_KEY.search(key) and x not in (None, "", False):
+            # keep the *name* of the env var a config points at, never a value
+            if isinstance(x, str) and x.isupper() and x.replace("_", "").isalnum():
+                return x
+            return REDACTED
+        if isinstance(x, str):
+            for s in secrets:
+                x = x.replace(s, REDACTED)
+        return x
+
+    return _walk(obj)
+
+
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in TRACKED_LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def hash_paths(paths: Iterable[str | Path]) -> dict[str, str]:
+    return {Path(p).as_posix(): sha256_path(p) for p in paths if Path(p).exists()}
+
+
+def build_manifest(
+    stage: str,
+    config: Any,
+    inputs: Iterable[str | Path],
+    outputs: Iterable[str | Path],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    if stage not in STAGE_ORDER:
+        raise ValueError(f"unknown stage {stage!r}; add it to rbiqa.manifest.STAGE_ORDER")
+    return scrub(
+        {
+            "stage": stage,
+            "stage_order": STAGE_ORDER[stage],
+            "created_unix": round(time.time(), 3),
+            "git_sha": git_sha(),
+            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+            "platform": platform.platform(),
+            "versions": library_versions(),
+            "config": config,
+            "inputs": hash_paths(inputs),
+            "outputs": hash_paths(outputs),
+            "extra": dict(extra or {}),
+        }
+    )
+
+
+def write_manifest(
+    path: str | Path,
+    stage: str,
+    config: Any,
+    inputs: Iterable[str | Path],
+    outputs: Iterable[str | Path],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the manifest last, after every output exists, so its hashes describe the final files."""
+    m = build_manifest(stage, config, inputs, outputs, extra)
+    missing = [str(p) for p in outputs if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"{stage}: outputs missing when writing manifest: {missing}")
+    write_json(path, m)
+    return m

@@ -1,0 +1,108 @@
+"""The on-disk layout, in one place.
+
+Snakemake (workflow/rules/common.smk) and every stage import these helpers, so a rule's declared
+outputs and the files a stage writes can never drift apart. All paths are relative to the repository
+root, which is the working directory of every rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+SAMPLE = DATA / "sample"
+RAW = DATA / "raw"
+INTERIM = DATA / "interim"
+PROCESSED = DATA / "processed"
+MODELS = DATA / "models"
+CACHE = DATA / "cache"
+RESULTS = Path("results")
+LOGS = Path("logs")
+STAMPS = Path(".stamps")
+PAPER = Path("paper")
+
+EVAL_SETS = ("test_paraphrase", "test_unseen", "unanswerable", "general")
+
+# 1. download_data
+RAW_QA = RAW / "qa.jsonl"
+RAW_UNANSWERABLE = RAW / "unanswerable.jsonl"
+RAW_GENERAL = RAW / "general.jsonl"
+RAW_QUARANTINE = RAW / "quarantine.jsonl"
+RAW_REPORT = RAW / "download_report.json"
+RAW_MANIFEST = RAW / "manifest.json"
+
+# 2. split (by source question, before any rephrasing)
+SPLIT_DIR = INTERIM / "split"
+SPLIT_TRAIN = SPLIT_DIR / "train.jsonl"  # includes the test_paraphrase sources (para_eval=true)
+SPLIT_VAL = SPLIT_DIR / "val.jsonl"
+SPLIT_TEST_UNSEEN = SPLIT_DIR / "test_unseen.jsonl"
+SPLIT_PARA_SOURCES = SPLIT_DIR / "test_paraphrase_sources.jsonl"
+SPLIT_REPORT = SPLIT_DIR / "split_report.json"
+SPLIT_MANIFEST = SPLIT_DIR / "manifest.json"
+
+# 3. rephrase
+REPHRASE_DIR = INTERIM / "rephrased"
+REPHRASE_TRAIN = REPHRASE_DIR / "train_aug.jsonl"
+REPHRASE_TEST_PARA = REPHRASE_DIR / "test_paraphrase.jsonl"
+REPHRASE_REJECTED = REPHRASE_DIR / "rejected.jsonl"
+REPHRASE_REPORT = REPHRASE_DIR / "rephrase_report.json"
+REPHRASE_MANIFEST = REPHRASE_DIR / "manifest.json"
+REPHRASE_CACHE = CACHE / "rephrase"
+
+# 4. clean
+CLEAN_TRAIN = PROCESSED / "train.jsonl"
+CLEAN_VAL = PROCESSED / "val.jsonl"
+CLEAN_REMOVED = PROCESSED / "removed.jsonl"
+CLEAN_REPORT = PROCESSED / "clean_report.json"
+CLEAN_MANIFEST = PROCESSED / "manifest.json"
+EVAL_DIR = PROCESSED / "eval"
+CONTAMINATION = RESULTS / "data" / "contamination.json"
+
+
+def eval_set_path(eval_set: str) -> Path:
+    return EVAL_DIR / f"{eval_set}.jsonl"
+
+
+# fetch_model
+def model_dir(model_name: str) -> Path:
+    return MODELS / model_name
+
+
+# 5. train
+def arm_dir(arm: str) -> Path:
+    return RESULTS / arm
+
+
+def adapter_dir(arm: str) -> Path:
+    return arm_dir(arm) / "adapter"
+
+
+# 6. generate / 7. judge
+def generations(arm: str, eval_set: str) -> Path:
+    return arm_dir(arm) / "generations" / f"{eval_set}.jsonl"
+
+
+def judgments(arm: str, eval_set: str) -> Path:
+    return arm_dir(arm) / "judgments" / f"{eval_set}.jsonl"
+
+
+JUDGE_DIR = RESULTS / "judge"
+JUDGE_AGREEMENT = JUDGE_DIR / "agreement.json"
+
+# 8. stats, 9. figures/tables, 10. report
+METRICS = RESULTS / "metrics"
+FIGURES = RESULTS / "figures"
+TABLES = RESULTS / "tables"
+NUMBERS_TEX = PAPER / "numbers.tex"
+LINEAGE_TEX = PAPER / "lineage.tex"
+REPORT_PDF = PAPER / "report.pdf"
+
+
+def manifest_for(output: Path) -> Path:
+    """Manifest of a single-file output that shares its directory with siblings."""
+    return output.with_suffix(".manifest.json")
+
+
+def stamp(stage: str, arm: str = "all") -> Path:
+    """Resolved-config stamp of one stage (and arm): a content-based rerun trigger."""
+    return STAMPS / stage / f"{arm}.yaml"

@@ -1,0 +1,103 @@
+"""Row schemas shared by the stages (pydantic v2).
+
+Validation happens at every stage boundary that reads external or hand-written data; a row that fails
+is quarantined with its reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Category = Literal["fact-based", "reasoning"]
+EvalSet = Literal["test_paraphrase", "test_unseen", "unanswerable", "general"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _non_blank(v: str) -> str:
+    if not v or not v.strip():
+        raise ValueError("must not be empty or whitespace")
+    return v
+
+
+class QARecord(_Strict):
+    """One source question with its reference answer and metadata."""
+
+    id: str = Field(min_length=1, max_length=128)
+    question: str = Field(min_length=5)
+    answer: str = Field(min_length=1)
+    regulation_area: str = Field(min_length=1)
+    applicable_to: str = Field(min_length=1)
+    category: Category
+    estimated_difficulty: int = Field(ge=1, le=7)
+    source: str = Field(min_length=1)
+    as_of: int = Field(ge=1934, le=2100)  # RBI was established in 1935 (Act of 1934)
+
+    _nb = field_validator("id", "question", "answer", "regulation_area", "applicable_to", "source")(
+        _non_blank
+    )
+
+
+class UnanswerableRecord(_Strict):
+    """A question about a rule or circular that does not exist; the right answer is to abstain."""
+
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=5)
+    why_unanswerable: str = Field(min_length=1)
+    regulation_area: str = Field(min_length=1)
+
+
+class GeneralRecord(_Strict):
+    """General-knowledge probe for catastrophic forgetting."""
+
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=3)
+    answer: str = Field(min_length=1)
+    topic: str = Field(min_length=1)
+
+
+class EvalItem(_Strict):
+    """One item of an evaluation set, the unit that is generated for and judged."""
+
+    item_id: str
+    source_id: str  # bootstrap cluster: all phrasings of one source question share it
+    eval_set: EvalSet
+    question: str
+    reference: str | None  # None for unanswerable (the correct behaviour is to abstain)
+    regulation_area: str
+    category: str
+    difficulty: int | None
+    applicable_to: str | None = None
+
+
+class Generation(_Strict):
+    item_id: str
+    source_id: str
+    eval_set: EvalSet
+    arm: str
+    question: str
+    answer: str | None  # None when generation failed: then `error` says why
+    error: str | None = None
+    model_id: str
+    n_prompt_tokens: int | None = None
+    n_new_tokens: int | None = None
+    seconds: float | None = None
+
+
+class Judgment(_Strict):
+    item_id: str
+    source_id: str
+    eval_set: EvalSet
+    arm: str
+    score: Literal[0, 1] | None  # None = missing (failed judgment); never counted as 0
+    status: Literal["ok", "missing"]
+    error: str | None = None
+    reasoning: str | None = None
+    p_correct: float | None = None  # the reference judge's calibrated probability
+    judge_backend: str
+    judge_model: str
+    prompt_hash: str | None = None

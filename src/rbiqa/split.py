@@ -1,0 +1,166 @@
+"""Stage 2: split by SOURCE question, before any rephrasing.
+
+The reference study rephrased first and split afterwards, so paraphrases of an evaluation question could
+land in training and inflate the score. Here every source id is assigned once, from a hash of (seed, id).
+All of its later paraphrases inherit that side by construction.
+
+Within a stratum (regulation_area × category × difficulty band), sources are ordered by their hash and cut
+at the configured quantiles. That gives exact proportions per stratum while staying a pure function of the
+ids and the seed. A stratum smaller than `split.min_stratum` is merged into a coarser one
+(area × category, then area, then everything), so tiny strata do not all round to "train".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rbiqa import paths as P
+from rbiqa.config import stage_main, to_container
+from rbiqa.io import InputError, read_jsonl, write_json, write_jsonl
+from rbiqa.manifest import write_manifest
+
+log = logging.getLogger(__name__)
+
+SIDES = ("train", "val", "test_unseen")
+
+
+def source_hash(seed: int, source_id: str) -> float:
+    """Uniform in [0, 1), a pure function of (seed, id): stable across machines and runs."""
+    digest = hashlib.sha256(f"{seed}:{source_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def difficulty_band(d: int) -> str:
+    return "easy" if d <= 2 else "medium" if d <= 4 else "hard"
+
+
+def strata_keys(rows: list[dict], min_stratum: int) -> dict[str, tuple]:
+    """Finest stratum with at least `min_stratum` members, per source id."""
+    levels = [
+        lambda r: (r["regulation_area"], r["category"], difficulty_band(r["estimated_difficulty"])),
+        lambda r: (r["regulation_area"], r["category"]),
+        lambda r: (r["regulation_area"],),
+        lambda r: ("*",),
+    ]
+    counts = [Counter(f(r) for r in rows) for f in levels]
+    keys = {}
+    for r in rows:
+        for f, c in zip(levels, counts, strict=True):
+            k = f(r)
+            if c[k] >= min_stratum or k == ("*",):
+                keys[r["id"]] = k
+                break
+    return keys
+
+
+def assign(rows: list[dict], seed: int, fracs: dict[str, float], min_stratum: int) -> dict[str, dict]:
+    """source id -> {"split": side, "para_eval": bool, "stratum": key}."""
+    f_unseen, f_val, f_para = fracs["test_unseen"], fracs["val"], fracs["test_paraphrase"]
+    if not (0 <= f_unseen < 1 and 0 <= f_val < 1 and f_unseen + f_val < 1 and 0 <= f_para < 1):
+        raise InputError(
+            f"invalid split fractions test_unseen={f_unseen}, val={f_val}, test_paraphrase={f_para}: "
+            "each must be in [0, 1) and test_unseen + val < 1"
+        )
+    keys = strata_keys(rows, min_stratum)
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in rows:
+        groups[keys[r["id"]]].append(r["id"])
+    cut_val = f_unseen + f_val
+    cut_para = cut_val + f_para * (1 - cut_val)
+    out: dict[str, dict] = {}
+    for key, ids in groups.items():
+        ids.sort(key=lambda i: (source_hash(seed, i), i))
+        n = len(ids)
+        for rank, sid in enumerate(ids):
+            q = (rank + 0.5) / n
+            side = "test_unseen" if q < f_unseen else "val" if q < cut_val else "train"
+            out[sid] = {"split": side, "para_eval": side == "train" and q < cut_para, "stratum": key}
+    return out
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip()
+
+
+def leakage_check(sides: dict[str, list[dict]]) -> dict[str, Any]:
+    ids = {s: {r["id"] for r in rows} for s, rows in sides.items()}
+    texts = {s: {_norm(r["question"]) for r in rows} for s, rows in sides.items()}
+    shared_ids: dict[str, int] = {}
+    shared_text: dict[str, int] = {}
+    for i, a in enumerate(SIDES):
+        for b in SIDES[i + 1 :]:
+            shared_ids[f"{a}|{b}"] = len(ids[a] & ids[b])
+            shared_text[f"{a}|{b}"] = len(texts[a] & texts[b])
+    return {
+        "shared_source_ids": shared_ids,
+        "shared_source_ids_total": sum(shared_ids.values()),
+        "shared_normalised_questions": shared_text,
+    }
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    rows = read_jsonl(P.RAW_QA)
+    if not rows:
+        raise InputError(f"{P.RAW_QA} is empty")
+    s = cfg.split
+    fracs = {"test_unseen": s.test_unseen_frac, "val": s.val_frac, "test_paraphrase": s.test_paraphrase_frac}
+    plan = assign(rows, int(cfg.seed), fracs, int(s.min_stratum))
+    sides: dict[str, list[dict]] = {side: [] for side in SIDES}
+    for r in rows:
+        p = plan[r["id"]]
+        sides[p["split"]].append({**r, "split": p["split"], "para_eval": p["para_eval"]})
+    leak = leakage_check(sides)
+    if leak["shared_source_ids_total"]:
+        raise RuntimeError(f"split leaks source ids across sides: {leak['shared_source_ids']}")
+    for side in SIDES:
+        if not sides[side] and (side == "train" or fracs.get(side, 0) > 0):
+            raise InputError(f"split '{side}' is empty: corpus of {len(rows)} rows is too small")
+    para = [r for r in sides["train"] if r["para_eval"]]
+
+    def by(side_rows: list[dict], field: str) -> dict[str, int]:
+        return dict(sorted(Counter(str(r[field]) for r in side_rows).items()))
+
+    report = {
+        "seed": int(cfg.seed),
+        "fractions": fracs,
+        "counts": {side: len(v) for side, v in sides.items()} | {"test_paraphrase_sources": len(para)},
+        "per_regulation_area": {side: by(v, "regulation_area") for side, v in sides.items()},
+        "per_category": {side: by(v, "category") for side, v in sides.items()},
+        "per_difficulty": {side: by(v, "estimated_difficulty") for side, v in sides.items()},
+        "strata": {
+            " / ".join(k): dict(Counter(plan[i]["split"] for i in plan if plan[i]["stratum"] == k))
+            for k in sorted({p["stratum"] for p in plan.values()})
+        },
+        "leakage": leak,
+    }
+    write_jsonl(P.SPLIT_TRAIN, sides["train"])
+    write_jsonl(P.SPLIT_VAL, sides["val"])
+    write_jsonl(P.SPLIT_TEST_UNSEEN, sides["test_unseen"])
+    write_jsonl(P.SPLIT_PARA_SOURCES, para)
+    write_json(P.SPLIT_REPORT, report)
+    outputs = [P.SPLIT_TRAIN, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN, P.SPLIT_PARA_SOURCES, P.SPLIT_REPORT]
+    write_manifest(
+        P.SPLIT_MANIFEST,
+        "split",
+        to_container(cfg),
+        [P.RAW_QA, P.stamp("split")],
+        outputs,
+        {"counts": report["counts"], "shared_source_ids_total": 0},
+    )
+    log.info("split: %s", report["counts"])
+    return report
+
+
+@stage_main
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

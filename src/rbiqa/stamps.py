@@ -1,0 +1,66 @@
+"""Resolved-config stamps: content-based rerun triggers that survive `dvc pull` and fresh clones.
+
+Snakemake's own params trigger needs `.snakemake/` metadata, which a fresh clone lacks. Instead, at DAG
+time we compose each stage's config with Hydra and write the slice that stage depends on to
+`.stamps/<stage>/<arm>.yaml`, rewriting it only when its content changed. Rules list their stamp as an
+input, so a real config change makes the stamp newer than the outputs and Snakemake reruns from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+
+from rbiqa import paths as P
+from rbiqa.config import compose, to_container
+
+# Which top-level config sections each stage's outputs depend on.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "download_data": ("data", "seed"),
+    "fetch_model": ("model",),
+    "split": ("data", "split", "seed"),
+    "rephrase": ("rephrase", "seed"),
+    "clean": ("clean", "seed"),
+    "train": ("model", "train", "arm", "seed"),
+    "generate": ("model", "generate", "arm", "seed"),
+    "judge": ("judge",),
+    "judge_agreement": ("judge",),
+    "stats": ("stats", "seed"),
+    "figures": ("report",),
+    "report": ("report",),
+}
+# Stages whose config differs per arm; the others are stamped once under arm "all".
+PER_ARM = ("train", "generate")
+
+
+def stage_slice(cfg: dict, stage: str) -> dict:
+    return {k: cfg.get(k) for k in STAGE_SECTIONS[stage]}
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def write_stamps(experiment: str, arms: Iterable[str], overrides: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Write every stamp for this experiment; returns {"changed": [...], "unchanged": [...]}."""
+    arms = list(arms)
+    base = [f"experiment={experiment}", *overrides]
+    report: dict[str, list[str]] = {"changed": [], "unchanged": []}
+    per_arm_cfg = {arm: to_container(compose([*base, f"arm={arm}"])) for arm in arms}
+    shared_cfg = to_container(compose(base))
+    for stage in STAGE_SECTIONS:
+        targets = [(arm, per_arm_cfg[arm]) for arm in arms] if stage in PER_ARM else [("all", shared_cfg)]
+        for arm, cfg in targets:
+            path = P.stamp(stage, arm)
+            text = yaml.safe_dump(stage_slice(cfg, stage), sort_keys=True, allow_unicode=True)
+            changed = _write_if_changed(path, text)
+            report["changed" if changed else "unchanged"].append(path.as_posix())
+    return report

@@ -1,0 +1,63 @@
+# Stages 1-2 and the base model: raw snapshot, leak-proof split, fetch_model.
+
+
+rule download_data:
+    input:
+        stamp=stamp("download_data"),
+    output:
+        qa=P.RAW_QA.as_posix(),
+        unanswerable=P.RAW_UNANSWERABLE.as_posix(),
+        general=P.RAW_GENERAL.as_posix(),
+        quarantine=P.RAW_QUARANTINE.as_posix(),
+        report=P.RAW_REPORT.as_posix(),
+        manifest=P.RAW_MANIFEST.as_posix(),
+    log:
+        log_path("download_data"),
+    benchmark:
+        bench_path("download_data")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m rbiqa.download {HYDRA} > {log} 2>&1"
+
+
+rule split:
+    input:
+        qa=P.RAW_QA.as_posix(),
+        stamp=stamp("split"),
+    output:
+        train=P.SPLIT_TRAIN.as_posix(),
+        val=P.SPLIT_VAL.as_posix(),
+        test_unseen=P.SPLIT_TEST_UNSEEN.as_posix(),
+        para=P.SPLIT_PARA_SOURCES.as_posix(),
+        report=P.SPLIT_REPORT.as_posix(),
+        manifest=P.SPLIT_MANIFEST.as_posix(),
+    log:
+        log_path("split"),
+    benchmark:
+        bench_path("split")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m rbiqa.split {HYDRA} > {log} 2>&1"
+
+
+rule fetch_model:
+    input:
+        stamp=stamp("fetch_model"),
+    output:
+        manifest=MODEL_MANIFEST,
+    log:
+        log_path("fetch_model"),
+    benchmark:
+        bench_path("fetch_model")
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "python -m rbiqa.fetch_model {HYDRA} > {log} 2>&1"
