@@ -96,6 +96,13 @@ class Unparseable(str):
     """A raw line that could not be parsed; its text is the reason."""
 
 
+def subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """The n rows with the smallest (seed, id) hash: a deterministic, order-free subset for quick runs."""
+    from rbiqa.split import source_hash
+
+    return sorted(rows, key=lambda r: (source_hash(seed, r["id"]), r["id"]))[:n]
+
+
 def question_id(question: str) -> str:
     """The HF dataset has no ids: key rows by the SHA-1 of the question, like the calibration data."""
     return hashlib.sha1(question.strip().encode("utf-8")).hexdigest()[:12]
@@ -178,6 +185,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"{name}: {len(bad)}/{len(rows)} rows invalid ({frac:.1%} > data.max_invalid_frac="
                 f"{d.max_invalid_frac}); see {P.RAW_QUARANTINE} for the rows and reasons"
             )
+        limit = d.get("subsample") if name == "qa" else d.get("subsample_probes")
+        if limit and len(good) > limit:
+            good = subsample(good, int(limit), int(cfg.seed))
+            report["sets"][name]["subsampled_to"] = len(good)
         write_jsonl(out, good)
         log.info("%s: %d valid, %d quarantined", name, len(good), len(bad))
     write_jsonl(P.RAW_QUARANTINE, quarantine)

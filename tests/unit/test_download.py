@@ -176,3 +176,13 @@ def test_hf_requires_a_pinned_revision():
                             "hf_split": "train", "columns": {}})
     with pytest.raises(InputError, match="hf_revision is not set"):
         load_hf(cfg)
+
+
+def test_subsample_is_deterministic_and_order_free():
+    from rbiqa.download import subsample
+
+    rows = [dict(GOOD, id=f"r{i}") for i in range(50)]
+    a = subsample(rows, 10, 3)
+    b = subsample(list(reversed(rows)), 10, 3)
+    assert [r["id"] for r in a] == [r["id"] for r in b] and len(a) == 10
+    assert [r["id"] for r in subsample(rows, 10, 4)] != [r["id"] for r in a]

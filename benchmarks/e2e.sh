@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# End-to-end budget check (issue: "Study arms and ablations").
+# Runs the default pipeline from a fresh clone of this repository, using the already-installed .venv
+# (the budget counts pipeline time, not the environment install), then a no-op rerun. Per-rule times come
+# from Snakemake's benchmark: files. Results: benchmarks/results/e2e_<experiment>.{json,md}.
+#   usage: benchmarks/e2e.sh [experiment] [extra snakemake args...]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+exp=${1:-default}; shift || true
+venv=${VENV:-$repo/.venv}
+work=$(mktemp -d "${TMPDIR:-/tmp}/rbiqa-e2e.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+git clone -q "$repo" "$work/repo"
+cd "$work/repo"
+export PATH="$venv/bin:$PATH"
+start=$(date +%s.%N)
+snakemake --cores all --config experiment="$exp" "$@" > "$work/run.log" 2>&1 || { tail -50 "$work/run.log"; exit 1; }
+end=$(date +%s.%N)
+snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1
+noop_end=$(date +%s.%N)
+grep -q "Nothing to be done" "$work/noop.log" || { echo "no-op rerun was not a no-op:"; tail -30 "$work/noop.log"; exit 1; }
+python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" <<'PY'
+import csv, glob, json, os, platform, sys
+exp, start, end, noop_end, outdir = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
+rows = []
+for f in sorted(glob.glob(f"benchmarks/results/{exp}/*.tsv")):
+    with open(f) as fh:
+        r = next(csv.DictReader(fh, delimiter="\t"))
+    rows.append({"job": os.path.basename(f)[:-4], "seconds": round(float(r["s"]), 1),
+                 "max_rss_mb": round(float(r["max_rss"]), 0) if r.get("max_rss", "NA") != "NA" else None})
+by_rule = {}
+for r in rows:
+    rule = r["job"].split("-")[0]
+    by_rule[rule] = round(by_rule.get(rule, 0) + r["seconds"], 1)
+out = {"experiment": exp, "cores": os.cpu_count(), "platform": platform.platform(),
+       "pipeline_wall_s": round(end - start, 1), "noop_rerun_s": round(noop_end - end, 1),
+       "budget_s": {"pipeline": 1200, "noop": 15}, "per_rule_s": by_rule, "jobs": rows}
+os.makedirs(outdir, exist_ok=True)
+with open(f"{outdir}/e2e_{exp}.json", "w") as fh:
+    json.dump(out, fh, indent=2)
+with open(f"{outdir}/e2e_{exp}.md", "w") as fh:
+    fh.write(f"# e2e {exp}: pipeline {out['pipeline_wall_s']} s, no-op rerun {out['noop_rerun_s']} s "
+             f"({out['cores']} cores)\n\n| rule | seconds (sum over jobs) |\n|---|---|\n")
+    for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1]):
+        fh.write(f"| {k} | {v} |\n")
+print(json.dumps({k: out[k] for k in ("pipeline_wall_s", "noop_rerun_s", "per_rule_s")}, indent=2))
+PY
