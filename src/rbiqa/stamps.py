@@ -8,6 +8,7 @@ input, so a real config change makes the stamp newer than the outputs and Snakem
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,9 +35,44 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 # Stages whose config differs per arm; the others are stamped once under arm "all".
 PER_ARM = ("train", "generate")
 
+# Source of each stage (modules or subpackages of rbiqa). Their content hash goes into the stamp, so a code
+# change reruns exactly the stages it can affect, and an unchanged checkout (e.g. a reviewer's fresh clone)
+# reruns nothing.
+STAGE_CODE: dict[str, tuple[str, ...]] = {
+    "download_data": ("download.py", "schemas.py"),
+    "fetch_model": ("fetch_model.py",),
+    "split": ("split.py",),
+    "rephrase": ("rephrase", "llm", "models.py"),
+    "clean": ("clean", "schemas.py"),
+    "train": ("train",),
+    "generate": ("generate", "models.py"),
+    "judge": ("judge", "llm", "models.py"),
+    "judge_agreement": ("judge",),
+    "stats": ("stats",),
+    "figures": ("figures",),
+    "report": ("report",),
+}
+PACKAGE_DIR = Path(__file__).resolve().parent
 
-def stage_slice(cfg: dict, stage: str) -> dict:
-    return {k: cfg.get(k) for k in STAGE_SECTIONS[stage]}
+
+def code_hash(stage: str) -> str:
+    """sha256 over the stage's .py/.txt/.json sources (names and contents), ignoring caches."""
+    h = hashlib.sha256()
+    for rel in STAGE_CODE[stage]:
+        root = PACKAGE_DIR / rel
+        files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+        for f in files:
+            if f.is_file() and f.suffix in (".py", ".txt", ".json") and "__pycache__" not in f.parts:
+                h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def stage_slice(cfg: dict, stage: str, code: str | None = None) -> dict:
+    out = {k: cfg.get(k) for k in STAGE_SECTIONS[stage]}
+    if code is not None:
+        out["code_sha256"] = code
+    return out
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -57,10 +93,11 @@ def write_stamps(experiment: str, arms: Iterable[str], overrides: Sequence[str] 
     per_arm_cfg = {arm: to_container(compose([*base, f"arm={arm}"])) for arm in arms}
     shared_cfg = to_container(compose(base))
     for stage in STAGE_SECTIONS:
+        code = code_hash(stage)
         targets = [(arm, per_arm_cfg[arm]) for arm in arms] if stage in PER_ARM else [("all", shared_cfg)]
         for arm, cfg in targets:
             path = P.stamp(stage, arm)
-            text = yaml.safe_dump(stage_slice(cfg, stage), sort_keys=True, allow_unicode=True)
+            text = yaml.safe_dump(stage_slice(cfg, stage, code), sort_keys=True, allow_unicode=True)
             changed = _write_if_changed(path, text)
             report["changed" if changed else "unchanged"].append(path.as_posix())
     return report

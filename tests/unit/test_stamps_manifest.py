@@ -45,3 +45,17 @@ def test_secrets_never_reach_manifests(monkeypatch):
     assert m["config"]["judge"]["api_key_env"] == "GOOGLE_API_KEY"  # the variable's name is fine
     assert scrub({"token": None})["token"] is None
     assert secret not in repr(to_container(compose([f"+leak={secret}"])))
+
+
+def test_code_hash_tracks_the_stage_sources(tmp_path, monkeypatch):
+    import rbiqa.stamps as st
+
+    pkg = tmp_path / "pkg"
+    (pkg / "train").mkdir(parents=True)
+    (pkg / "train" / "a.py").write_text("x = 1\n")
+    (pkg / "split.py").write_text("y = 1\n")
+    monkeypatch.setattr(st, "PACKAGE_DIR", pkg)
+    before = {s: st.code_hash(s) for s in ("train", "split")}
+    (pkg / "train" / "a.py").write_text("x = 2\n")
+    assert st.code_hash("train") != before["train"]
+    assert st.code_hash("split") == before["split"]  # other stages are unaffected

@@ -1,6 +1,7 @@
 # Config loading, derived wildcards and helpers shared by every rule file.
 import os
 import shlex
+import sys
 
 from snakemake.utils import validate
 
@@ -10,7 +11,15 @@ from rbiqa.stamps import write_stamps
 
 validate(config, "../schemas/pipeline.schema.yaml")
 
+# Rules call `python -m rbiqa.<stage>`: make that the interpreter running Snakemake (the project's venv)
+# for local jobs and, through sbatch's exported environment, for SLURM jobs, activated or not.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
 EXP = config["experiment"]
+if EXP not in config["arms"]:
+    raise ValueError(
+        f"experiment {EXP!r} has no arms list in conf/pipeline.yaml (known: {sorted(config['arms'])})"
+    )
 ARMS = list(config["arms"][EXP])
 EVAL_SETS = list(config["eval_sets"])
 OVERRIDES = list(config.get("overrides", []))

@@ -1,0 +1,125 @@
+"""DVC round trip on the tiny pipeline:
+run → dvc push → fresh clone → dvc pull → the reviewer command rebuilds only stats/figures/report.
+Also: a real config change still reruns from the judge, a corrupted remote object is caught on pull, an
+interrupted push can be retried without loss, and the API key never enters an artifact.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, make_workspace, run_cmd
+
+pytestmark = pytest.mark.slow
+
+SECRET = "AIzaSy-test-secret-0123456789abcdef"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "experiment=tiny"]
+DVC = [str(Path(sys.executable).parent / "dvc")]
+EXPENSIVE = {"download_data", "fetch_model", "split", "rephrase", "clean", "train", "generate", "judge"}
+DVC_FILES = (".dvc/config", ".dvc/.gitignore", "dvc.yaml", ".dvcignore", ".gitignore", "src")
+
+
+def rules_run(log: str) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M)) - {"all"}
+
+
+def git(ws: Path, *args: str):
+    return run_cmd(["git", "-c", "user.email=ci@rbiqa", "-c", "user.name=ci", *args], cwd=ws)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dvc")
+    ws = make_workspace(root / "origin", with_model=True)
+    for rel in DVC_FILES:
+        src = REPO / rel
+        dst = ws / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    git(ws, "init", "-q")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "workspace")
+    remote = root / "remote"
+    env = {"GOOGLE_API_KEY": SECRET}
+    run_cmd(SNAKEMAKE, cwd=ws, timeout=1800, env=env)
+    run_cmd([*DVC, "remote", "add", "--local", "-d", "ci", str(remote)], cwd=ws)
+    run_cmd([*DVC, "commit", "-f", "pipeline"], cwd=ws, timeout=600)
+    git(ws, "add", "dvc.lock")
+    git(ws, "commit", "-qm", "artifacts")
+    run_cmd([*DVC, "push"], cwd=ws, timeout=600)
+    return {"root": root, "ws": ws, "remote": remote}
+
+
+def fresh_clone(origin, name: str) -> Path:
+    dest = origin["root"] / name
+    run_cmd(["git", "clone", "-q", str(origin["ws"]), str(dest)], cwd=origin["root"])
+    run_cmd([*DVC, "remote", "add", "--local", "-d", "ci", str(origin["remote"])], cwd=dest)
+    return dest
+
+
+def test_pull_then_regenerate_does_not_retrain(origin):
+    clone = fresh_clone(origin, "reviewer")
+    run_cmd([*DVC, "pull"], cwd=clone, timeout=600)
+    assert (clone / "results/ft_k1/adapter/adapter_model.safetensors").exists()
+    assert not (clone / "paper/report.pdf").exists()  # the PDF is regenerated, never pulled
+    proc = run_cmd(SNAKEMAKE, cwd=clone, timeout=900)
+    ran = rules_run(proc.stdout + proc.stderr)
+    assert not ran & EXPENSIVE, f"reviewer path reran expensive rules: {sorted(ran & EXPENSIVE)}"
+    assert {"stats", "figures", "report"} <= ran
+    assert (clone / "paper/report.pdf").stat().st_size > 10_000
+
+    # A real change to the judge config reruns judge onwards, and not training or generation.
+    cfg = clone / "conf/judge/reference.yaml"
+    cfg.write_text(cfg.read_text() + "\nbatch_size: 17   # changed by the round-trip test\n")
+    dry = run_cmd([*SNAKEMAKE, "-n"], cwd=clone, timeout=300)
+    planned = rules_run(dry.stdout + dry.stderr)
+    assert "judge" in planned and "report" in planned
+    assert not planned & {"train", "generate", "rephrase", "clean"}
+
+
+def test_corrupted_remote_object_is_detected_on_pull(origin):
+    remote_copy = origin["root"] / "remote-corrupt"
+    shutil.copytree(origin["remote"], remote_copy)
+    objects = sorted(p for p in remote_copy.rglob("*") if p.is_file() and not p.name.endswith(".dir"))
+    victim = max(objects, key=lambda p: p.stat().st_size)
+    victim.write_bytes(b"corrupted" + victim.read_bytes()[9:])
+    clone = fresh_clone(origin, "corrupt")
+    run_cmd([*DVC, "remote", "add", "--local", "-f", "-d", "ci", str(remote_copy)], cwd=clone)
+    proc = run_cmd([*DVC, "pull"], cwd=clone, check=False, timeout=600)
+    assert proc.returncode != 0
+    assert re.search(r"corrupt|hash|checksum|failed", proc.stdout + proc.stderr, re.I)
+
+
+def test_interrupted_push_can_be_retried(origin):
+    remote2 = origin["root"] / "remote-partial"
+    run_cmd([*DVC, "push", "-r", "ci"], cwd=origin["ws"], timeout=600)  # idempotent no-op
+    shutil.copytree(origin["remote"], remote2)
+    objects = sorted(p for p in remote2.rglob("*") if p.is_file())
+    for p in objects[::2]:  # what a push killed half-way leaves: some objects missing
+        p.unlink()
+    run_cmd([*DVC, "remote", "add", "--local", "-f", "partial", str(remote2)], cwd=origin["ws"])
+    status = run_cmd([*DVC, "status", "-c", "-r", "partial"], cwd=origin["ws"], timeout=300)
+    assert "missing" in status.stdout or "new" in status.stdout
+    run_cmd([*DVC, "push", "-r", "partial"], cwd=origin["ws"], timeout=600)
+    status = run_cmd([*DVC, "status", "-c", "-r", "partial"], cwd=origin["ws"], timeout=300)
+    assert "up to date" in status.stdout.lower()
+    clone = fresh_clone(origin, "after-retry")
+    run_cmd([*DVC, "pull", "-r", "partial"], cwd=clone, timeout=600)
+    assert (clone / "results/ft_k1/adapter/adapter_model.safetensors").exists()
+
+
+def test_secret_never_enters_artifacts(origin):
+    roots = [origin["ws"] / d for d in ("data", "results", "logs", ".stamps", "paper")] + [origin["remote"]]
+    needle = SECRET.encode()
+    offenders = [
+        p for r in roots if r.exists() for p in r.rglob("*") if p.is_file() and needle in p.read_bytes()
+    ]
+    assert not offenders, f"API key value found in: {offenders[:5]}"
