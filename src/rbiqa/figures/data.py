@@ -1,0 +1,158 @@
+"""Load the stats stage's JSON (and the trainer logs) into frames, and resolve the study roles.
+
+Roles (main fine-tuned arm, base, RAG, few-shot, k=0) let the paper's sentences name what they compare
+independently of which arms ran: a role whose arm did not run resolves to None and its numbers print
+as "n/a" while its sentence is switched off by an \\if flag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rbiqa import paths as P
+from rbiqa.io import InputError, read_json
+from rbiqa.stats.files import SECTIONS
+
+TRAINER_LOG_COLUMNS = ("step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s")
+ROLE_ARMS = {"Base": "base", "Fewshot": "base_fewshot", "Rag": "base_rag", "KZero": "ft_k0"}
+
+
+@dataclass
+class Metrics:
+    sections: dict[str, dict]
+
+    @classmethod
+    def load(cls, metrics_dir: Path = P.METRICS) -> Metrics:
+        missing = [s for s in SECTIONS if not (metrics_dir / f"{s}.json").exists()]
+        if missing:
+            raise InputError(f"{metrics_dir}: metrics {missing} missing: run the stats stage first")
+        return cls({s: read_json(metrics_dir / f"{s}.json") for s in SECTIONS})
+
+    def __getitem__(self, section: str) -> dict:
+        return self.sections[section]
+
+    @property
+    def summary(self) -> dict:
+        return self.sections["summary"]
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.summary["arms"])
+
+    @property
+    def eval_sets(self) -> list[str]:
+        return list(self.summary["eval_sets"])
+
+    @property
+    def main_arm(self) -> str | None:
+        return self.summary.get("main_arm")
+
+    def role_arm(self, role: str) -> str | None:
+        arm = self.main_arm if role == "Main" else ROLE_ARMS[role]
+        return arm if arm in self.arms else None
+
+    def frame(self, section: str, key: str = "records") -> pd.DataFrame:
+        return pd.DataFrame(self.sections[section].get(key, []))
+
+    def accuracy(self, arm: str | None, eval_set: str) -> dict | None:
+        if arm is None:
+            return None
+        return next(
+            (r for r in self["accuracy"]["records"] if r["arm"] == arm and r["eval_set"] == eval_set), None
+        )
+
+    def paired(self, arm: str | None, ref: str | None, eval_set: str) -> dict | None:
+        if arm is None or ref is None:
+            return None
+        recs = self["paired"]["records"]
+        return next((r for r in recs if (r["arm"], r["ref"], r["eval_set"]) == (arm, ref, eval_set)), None)
+
+
+def read_trainer_log(arm: str, root: Path = Path(".")) -> pd.DataFrame:
+    path = root / P.adapter_dir(arm) / "trainer_log.csv"
+    if not path.exists():
+        raise InputError(f"{path} not found: the train stage for {arm} has not run")
+    df = pd.read_csv(path)
+    missing = [c for c in ("step", "train_loss", "eval_loss") if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: columns {missing} missing; expected {list(TRAINER_LOG_COLUMNS)}")
+    for c in ("step", "train_loss", "eval_loss"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["arm"] = arm
+    return df
+
+
+def read_manifest(path: Path) -> dict | None:
+    """A manifest or report if present, else None: lineage prints 'not recorded' rather than failing."""
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def find_key(obj, *names: str):
+    """First value under any of `names`, searched depth-first through nested dicts (lineage lookups)."""
+    if isinstance(obj, dict):
+        for n in names:
+            if n in obj and obj[n] not in (None, "", {}):
+                return obj[n]
+        for v in obj.values():
+            found = find_key(v, *names)
+            if found is not None:
+                return found
+    return None
+
+
+_FAMILIES = {
+    "k": (re.compile(r"^ft_k(\d+)$"), lambda m: float(m.group(1)), "rephrasings per question $k$"),
+    "rank": (re.compile(r"^ft_r(\d+)$"), lambda m: float(m.group(1)), "LoRA rank $r$"),
+    "lr": (re.compile(r"^ft_lr(.+)$"), lambda m: float(m.group(1)), "learning rate"),
+    "epochs": (re.compile(r"^ft_ep(.+)$"), lambda m: float(m.group(1).replace("p", ".")), "epochs"),
+}
+# where the main arm's own value of each family lives in its train manifest config
+_MAIN_KEYS = {
+    "k": ("arm", "n_rephrasings"),
+    "rank": ("train", "lora", "r"),
+    "lr": ("train", "learning_rate"),
+    "epochs": ("train", "num_train_epochs"),
+}
+
+
+def family_label(family: str) -> str:
+    return _FAMILIES[family][2]
+
+
+def _dig(d, keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def ablation_families(
+    arms: list[str], main_arm: str | None, root: Path = Path(".")
+) -> dict[str, dict[str, float]]:
+    """{family: {arm: x}} for families with at least two arms; the main arm joins the rank, learning-rate
+    and epoch families at its recorded value (from its train manifest) when that is known."""
+    out: dict[str, dict[str, float]] = {}
+    for fam, (rx, parse, _) in _FAMILIES.items():
+        members = {}
+        for a in arms:
+            if m := rx.match(a):
+                try:
+                    members[a] = parse(m)
+                except ValueError:
+                    continue
+        if main_arm and main_arm not in members and members:
+            man = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json")
+            val = _dig((man or {}).get("config", {}), _MAIN_KEYS[fam])
+            if isinstance(val, int | float) and not isinstance(val, bool):
+                members[main_arm] = float(val)
+        if len(members) >= 2:
+            out[fam] = dict(sorted(members.items(), key=lambda kv: kv[1]))
+    return out

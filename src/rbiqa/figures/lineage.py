@@ -1,0 +1,191 @@
+"""The lineage appendix, generated from the stage manifests rather than typed.
+
+Manifests and reports belong to other stages whose optional keys may change, so every lookup is
+defensive: a fact that a manifest does not record prints as "not recorded" instead of failing the
+report. Hashes are truncated to 12 hex digits for the table; the manifests keep the full ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from rbiqa import paths as P
+from rbiqa.figures.data import Metrics, find_key, read_manifest
+from rbiqa.figures.tables import lineage_table, longtable, tabular
+from rbiqa.figures.texfmt import arm_tex, escape
+from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
+
+NOT_RECORDED = "not recorded"
+LIBS_SHOWN = (
+    "python",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "statsmodels",
+    "scipy",
+    "numpy",
+    "pandas",
+    "seaborn",
+    "snakemake",
+    "hydra-core",
+    "rbiqa",
+)
+
+
+def short(h: object) -> str:
+    return str(h)[:12] if isinstance(h, str) and h else NOT_RECORDED
+
+
+def _output_hash(man: Mapping | None, suffix: str) -> str:
+    outs = (man or {}).get("outputs", {})
+    return short(next((v for k, v in outs.items() if k.endswith(suffix)), None))
+
+
+def _scalars(report: Mapping | None, limit: int = 8) -> dict[str, object]:
+    """Top-level and one-level-nested scalar entries of a stage report (counts, thresholds)."""
+    out: dict[str, object] = {}
+    for k, v in (report or {}).items():
+        if isinstance(v, int | float | str | bool):
+            out[k] = v
+        elif isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items() if isinstance(vv, int | float | str | bool)})
+        if len(out) >= limit:
+            break
+    return dict(list(out.items())[:limit]) or {"report": NOT_RECORDED}
+
+
+def _or(v: object) -> object:
+    return NOT_RECORDED if v in (None, "", {}, []) else v
+
+
+def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, object]]:
+    raw = read_manifest(root / P.RAW_MANIFEST)
+    split = read_manifest(root / P.SPLIT_MANIFEST)
+    reph = read_manifest(root / P.REPHRASE_MANIFEST)
+    clean = read_manifest(root / P.CLEAN_MANIFEST)
+    stats = read_manifest(root / STATS_MANIFEST)
+    cfg = (stats or {}).get("config", {})
+    data_cfg = (raw or {}).get("config", {}).get("data", {})
+    facts: dict[str, dict[str, object]] = {
+        "data": {
+            "source": _or(find_key(data_cfg, "hf_repo", "path", "name")),
+            "revision": _or(find_key(data_cfg, "hf_revision")),
+            "raw QA sha256": _output_hash(raw, "qa.jsonl"),
+            "experiment": _or(cfg.get("experiment_name")),
+            "global seed": _or(cfg.get("seed", m.summary.get("seed"))),
+        },
+        "split": {
+            "split manifest": "present" if split else NOT_RECORDED,
+            **_scalars(read_manifest(root / P.SPLIT_REPORT)),
+        },
+        "rephrase": {
+            "backend": _or(
+                find_key(reph or {}, "backend")
+                or find_key((reph or {}).get("config", {}).get("rephrase", {}), "name")
+            ),
+            "model": _or(
+                find_key((reph or {}).get("config", {}).get("rephrase", {}), "model", "model_id", "hf_id")
+            ),
+            "prompt sha": short(find_key(reph or {}, "prompt_hash", "prompt_sha256")),
+            **_scalars(read_manifest(root / P.REPHRASE_REPORT), 4),
+        },
+        "clean": {
+            "clean manifest": "present" if clean else NOT_RECORDED,
+            **_scalars(read_manifest(root / P.CLEAN_REPORT)),
+            **{
+                f"contamination {k}": v for k, v in _scalars(read_manifest(root / P.CONTAMINATION), 4).items()
+            },
+        },
+        "judge": {
+            "judge model(s)": _or(", ".join(m.summary.get("judge_models", []))),
+            "agreement block": _or(m["judge_agreement"].get("primary")),
+        },
+        "stats": {
+            "bootstrap resamples": m.summary.get("n_resamples"),
+            "CI level": m.summary.get("ci_level"),
+            "git commit": _or((stats or {}).get("git_sha")),
+        },
+    }
+    return facts
+
+
+def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
+    rows = []
+    for arm in m.summary.get("ft_arms", []):
+        man = read_manifest(root / P.adapter_dir(arm) / "manifest.json")
+        c = (man or {}).get("config", {})
+        train = c.get("train", {})
+        extra = (man or {}).get("extra", {})
+        sha = _output_hash(man, "adapter_model.safetensors")
+        if sha == NOT_RECORDED:
+            sha = short(extra.get("adapter_sha256"))
+        rows.append(
+            [
+                arm_tex(arm),
+                rf"\texttt{{{sha}}}",
+                escape(_or(find_key(c.get("arm", {}), "n_rephrasings"))),
+                escape(_or(find_key(train.get("lora", {}), "r"))),
+                escape(_or(train.get("learning_rate"))),
+                escape(_or(train.get("num_train_epochs"))),
+                escape(_or(train.get("max_steps"))),
+                escape(_or(extra.get("global_step"))),
+                escape(_or(c.get("seed"))),
+            ]
+        )
+    return rows
+
+
+def library_versions(m: Metrics, root: Path = Path(".")) -> dict[str, str]:
+    """Versions from the first train manifest (where the GPU stack matters), else from stats'."""
+    for arm in m.summary.get("ft_arms", []):
+        man = read_manifest(root / P.adapter_dir(arm) / "manifest.json")
+        if man and man.get("versions"):
+            return dict(man["versions"])
+    stats = read_manifest(root / STATS_MANIFEST)
+    return dict((stats or {}).get("versions", {}))
+
+
+def lineage_tex(m: Metrics, root: Path = Path(".")) -> tuple[str, str]:
+    """(results/tables/lineage.tex, paper/lineage.tex)."""
+    table = lineage_table(collect_facts(m, root))
+    versions = library_versions(m, root)
+    vrows = [[escape(k), rf"\texttt{{{escape(versions[k])}}}"] for k in LIBS_SHOWN if k in versions]
+    adapters = adapter_rows(m, root)
+    appendix = "\n".join(
+        [
+            "% Generated by rbiqa.figures (lineage); do not edit.",
+            r"\section{Lineage}\label{app:lineage}",
+            "Every value below is read from the manifests that the pipeline's stages write next to their "
+            "outputs; none is typed by hand.",
+            r"\input{../results/tables/lineage.tex}",
+            longtable(
+                [
+                    "Arm",
+                    "adapter sha256",
+                    "$k$",
+                    "$r$",
+                    "learning rate",
+                    "epochs",
+                    "max steps",
+                    "steps run",
+                    "seed",
+                ],
+                adapters,
+                "llrrrrrrr",
+                "Fine-tuned adapters: content hash and the training settings recorded in their manifests "
+                "(epochs apply only where max steps is not positive).",
+                "tab:adapters",
+            ),
+            tabular(
+                ["Library", "Version"],
+                vrows,
+                "ll",
+                "Library versions recorded by the pipeline.",
+                "tab:versions",
+            ),
+        ]
+    )
+    return table, appendix

@@ -1,0 +1,52 @@
+"""`python -m rbiqa.stats`: judgments in, results/metrics/*.json and a manifest out."""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from rbiqa import paths as P
+from rbiqa.config import to_container
+from rbiqa.io import write_json
+from rbiqa.manifest import write_manifest
+from rbiqa.stats.agreement import read_agreement
+from rbiqa.stats.files import MANIFEST, all_metric_paths, metric_path
+from rbiqa.stats.load import load_results
+from rbiqa.stats.metrics import StatsSettings, compute_all
+from rbiqa.stats.scope import resolve_scope
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, dict]:
+    stats_cfg = to_container(cfg.stats)
+    experiment = cfg.get("experiment_name", "default")
+    arms, eval_sets = resolve_scope(stats_cfg, experiment)
+    settings = StatsSettings.from_config(stats_cfg, cfg.seed)
+    log.info("stats for %d arms x %d eval sets, B=%d", len(arms), len(eval_sets), settings.n_resamples)
+    results = load_results(arms, eval_sets)
+    agreement = read_agreement(P.JUDGE_AGREEMENT, settings.judge_agreement_block)
+    if not agreement["available"]:
+        log.warning("judge agreement unavailable: %s", agreement["reason"])
+    metrics = compute_all(results, settings, agreement, arms, eval_sets)
+    for section, obj in metrics.items():
+        write_json(metric_path(section), obj)
+    inputs = [P.stamp("stats"), P.JUDGE_AGREEMENT]
+    inputs += [P.eval_set_path(e) for e in eval_sets]
+    inputs += [P.judgments(a, e) for a in arms for e in eval_sets]
+    counts = metrics["summary"]
+    write_manifest(
+        MANIFEST,
+        "stats",
+        to_container(cfg),
+        inputs,
+        all_metric_paths(),
+        extra={
+            "arms": arms,
+            "eval_sets": eval_sets,
+            "total_missing": counts["total_missing"],
+            "total_absent": counts["total_absent"],
+        },
+    )
+    return metrics

@@ -1,0 +1,116 @@
+# Statistics, figures/tables/macros and the PDF report. Final target: P.REPORT_PDF (paper/report.pdf).
+# All three are cheap and run on the head node. A report.* config change reruns figures + report only;
+# stats depend on the stats.* config and the judgments.
+import shlex
+
+from rbiqa.figures.files import MANIFEST as FIGURES_MANIFEST
+from rbiqa.figures.files import all_outputs as figures_outputs
+from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
+from rbiqa.stats.files import all_metric_paths
+
+
+localrules:
+    stats,
+    figures,
+    report,
+
+
+def _posix(paths):
+    return [p.as_posix() for p in paths]
+
+
+def stats_scope():
+    """Hydra overrides that pin the stats run to exactly the judgments this rule lists."""
+    arms = ",".join(ARMS)
+    sets = ",".join(EVAL_SETS)
+    return " ".join(
+        shlex.quote(o) for o in (f"stats.arms=[{arms}]", f"stats.eval_sets=[{sets}]")
+    )
+
+
+def lineage_inputs():
+    return _posix(
+        [
+            P.RAW_MANIFEST,
+            P.SPLIT_MANIFEST,
+            P.SPLIT_REPORT,
+            P.REPHRASE_MANIFEST,
+            P.CLEAN_MANIFEST,
+            P.CLEAN_REPORT,
+            P.CONTAMINATION,
+        ]
+    )
+
+
+def paper_sources():
+    sections = sorted((P.PAPER / "sections").glob("*.tex"))
+    return _posix([P.PAPER / "main.tex", P.PAPER / "refs.bib", *sections])
+
+
+rule stats:
+    input:
+        stamp("stats"),
+        judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
+        eval_items=[P.eval_set_path(e).as_posix() for e in EVAL_SETS],
+        agreement=P.JUDGE_AGREEMENT.as_posix(),
+    output:
+        _posix(all_metric_paths()),
+        manifest=STATS_MANIFEST.as_posix(),
+    log:
+        log_path("stats"),
+    benchmark:
+        bench_path("stats")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        scope=stats_scope(),
+    shell:
+        "python -m rbiqa.stats {HYDRA} {params.scope} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        stamp("figures"),
+        metrics=_posix(all_metric_paths()),
+        trainer_logs=[
+            (P.adapter_dir(a) / "trainer_log.csv").as_posix() for a in FT_ARMS
+        ],
+        adapter_manifests=[
+            (P.adapter_dir(a) / "manifest.json").as_posix() for a in FT_ARMS
+        ],
+        lineage=lineage_inputs(),
+    output:
+        _posix(figures_outputs()),
+        manifest=FIGURES_MANIFEST.as_posix(),
+    log:
+        log_path("figures"),
+    benchmark:
+        bench_path("figures")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m rbiqa.figures {HYDRA} > {log} 2>&1"
+
+
+rule report:
+    input:
+        stamp("report"),
+        generated=_posix(figures_outputs()),
+        sources=paper_sources(),
+    output:
+        pdf=P.REPORT_PDF.as_posix(),
+        manifest=P.manifest_for(P.REPORT_PDF).as_posix(),
+    log:
+        log_path("report"),
+    benchmark:
+        bench_path("report")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m rbiqa.report {HYDRA} > {log} 2>&1"
