@@ -23,14 +23,15 @@ python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" <<'PY'
 import csv, glob, json, os, platform, sys
 exp, start, end, noop_end, outdir = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
 rows = []
-for f in sorted(glob.glob(f"benchmarks/results/{exp}/*.tsv")):
+base = f"benchmarks/results/{exp}"
+for f in sorted(glob.glob(f"{base}/**/*.tsv", recursive=True)):
     with open(f) as fh:
         r = next(csv.DictReader(fh, delimiter="\t"))
-    rows.append({"job": os.path.basename(f)[:-4], "seconds": round(float(r["s"]), 1),
+    rows.append({"job": os.path.relpath(f, base)[:-4], "seconds": round(float(r["s"]), 1),
                  "max_rss_mb": round(float(r["max_rss"]), 0) if r.get("max_rss", "NA") != "NA" else None})
 by_rule = {}
 for r in rows:
-    rule = r["job"].split("-")[0]
+    rule = r["job"].split("/")[0]
     by_rule[rule] = round(by_rule.get(rule, 0) + r["seconds"], 1)
 out = {"experiment": exp, "cores": os.cpu_count(), "platform": platform.platform(),
        "pipeline_wall_s": round(end - start, 1), "noop_rerun_s": round(noop_end - end, 1),

@@ -62,7 +62,8 @@ TRACKED_LIBS = (
 )
 
 SECRET_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.I)
+# "token" only as a whole word or suffix: hf_token, access_token; not max_new_tokens.
+_SECRET_KEY = re.compile(r"(api[_-]?key|(^|_)token$|secret|password|credential)", re.I)
 REDACTED = "***redacted***"
 
 

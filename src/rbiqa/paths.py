@@ -88,6 +88,7 @@ def judgments(arm: str, eval_set: str) -> Path:
 
 JUDGE_DIR = RESULTS / "judge"
 JUDGE_AGREEMENT = JUDGE_DIR / "agreement.json"
+JUDGE_CONFUSION = JUDGE_DIR / "confusion.csv"
 
 # 8. stats, 9. figures/tables, 10. report
 METRICS = RESULTS / "metrics"

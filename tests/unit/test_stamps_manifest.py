@@ -44,6 +44,8 @@ def test_secrets_never_reach_manifests(monkeypatch):
     assert m["config"]["judge"]["api_key"] == REDACTED
     assert m["config"]["judge"]["api_key_env"] == "GOOGLE_API_KEY"  # the variable's name is fine
     assert scrub({"token": None})["token"] is None
+    kept = scrub({"max_new_tokens": 96, "hf_token": "hf_abcdef", "access_token": "x1y2z3w4"})
+    assert kept == {"max_new_tokens": 96, "hf_token": REDACTED, "access_token": REDACTED}
     assert secret not in repr(to_container(compose([f"+leak={secret}"])))
 
 

@@ -1,0 +1,163 @@
+"""Fit the offline reference judge to labelled judgments and ship its parameters as JSON.
+
+`python -m rbiqa.judge.fit_reference --csv ../shared/calibration/seed_judgments_dev.csv`
+
+The logistic regression is small enough to store as plain numbers, so the judge stage needs neither
+the labelled data nor a pickle. The decision threshold is tuned for Cohen's kappa, and the reported
+cross-validation is nested (the threshold of each outer fold is picked on its training folds only)
+and grouped by item_id, so both answers to one question are always on the same side of a split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from rbiqa import paths as P
+from rbiqa.config import setup_logging
+from rbiqa.io import sha256_file, write_json
+from rbiqa.judge.agreement_stats import kappa_summary
+from rbiqa.judge.calibration_data import load_calibration_csv
+from rbiqa.judge.embeddings import EMBEDDING_MODEL_NAME, get_embedder
+from rbiqa.judge.features import Triple, embedding_scores, feature_matrix
+
+log = logging.getLogger(__name__)
+
+PARAMS_PATH = Path(__file__).with_name("reference_params.json")
+EMBED_CACHE = P.CACHE / "judge_fit" / "embeddings.npz"  # fit-time only; not the judgment cache
+THRESHOLDS = np.round(np.arange(0.20, 0.801, 0.01), 2)
+
+
+def make_model(c: float, seed: int):
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, random_state=seed))
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Threshold that maximises kappa; ties go to the one nearest 0.5 so the choice is stable."""
+    scores = [(cohen_kappa_score(y, (p >= t).astype(int)), -abs(t - 0.5), t) for t in THRESHOLDS]
+    return float(max(scores)[2])
+
+
+def oof_probabilities(x, y, groups, c: float, seed: int, n_splits: int) -> np.ndarray:
+    p = np.zeros(len(y))
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for tr, te in cv.split(x, y, groups):
+        p[te] = make_model(c, seed).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+    return p
+
+
+def nested_cv(x, y, groups, c: float, seed: int, n_splits: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Out-of-fold probabilities and hard predictions whose thresholds never saw the test fold."""
+    p = np.zeros(len(y))
+    pred = np.zeros(len(y), dtype=int)
+    fold_thresholds = []
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for tr, te in cv.split(x, y, groups):
+        inner = oof_probabilities(x[tr], y[tr], groups[tr], c, seed + 1, n_splits)
+        t = best_threshold(y[tr], inner)
+        fold_thresholds.append(t)
+        p[te] = make_model(c, seed).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+        pred[te] = (p[te] >= t).astype(int)
+    return p, pred, fold_thresholds
+
+
+def compute_features(df, progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    embedder = get_embedder()
+    EMBED_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    loaded = embedder.load_memo(EMBED_CACHE)
+    log.info("embedding cache %s: %d vectors", EMBED_CACHE, loaded)
+    triples = [Triple(r.question, r.ground_truth, r.generated_answer) for r in df.itertuples(index=False)]
+    # Embed in chunks and checkpoint the cache: on 2 shared cores this takes many minutes, and an
+    # interrupted fit should resume rather than start over.
+    chunk = 128
+    for i in tqdm(range(0, len(triples), chunk), desc="embedding chunks", disable=not progress):
+        embedding_scores(triples[i : i + chunk], embedder)
+        embedder.save_memo(EMBED_CACHE)
+    x, names = feature_matrix(triples, embedder, progress=progress)
+    return x, names
+
+
+def fit(csv: Path, c: float, seed: int, n_splits: int, n_boot: int) -> dict:
+    df = load_calibration_csv(csv)
+    y = df["judge_score"].to_numpy()
+    groups = df["item_id"].to_numpy()
+    x, names = compute_features(df)
+    p_oof, pred, fold_thresholds = nested_cv(x, y, groups, c, seed, n_splits)
+    cv_summary = kappa_summary(y, pred, clusters=groups, n_boot=n_boot, seed=seed)
+    cv_summary["fold_thresholds"] = fold_thresholds
+    cv_summary["n_splits"] = n_splits
+    cv_summary["grouped_by"] = "item_id"
+    cv_summary["nested_threshold"] = True
+    threshold = best_threshold(y, oof_probabilities(x, y, groups, c, seed, n_splits))
+    model = make_model(c, seed).fit(x, y)
+    scaler, lr = model[0], model[1]
+    _, group_codes = np.unique(groups, return_inverse=True)
+    return {
+        "version": 1,
+        "features": names,
+        "scaler_mean": scaler.mean_.tolist(),
+        "scaler_scale": scaler.scale_.tolist(),
+        "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]),
+        "threshold": threshold,
+        "C": c,
+        "seed": seed,
+        "embedding_model": EMBEDDING_MODEL_NAME,
+        "training_data": {
+            "file": csv.name,
+            "sha256": sha256_file(csv),
+            "n_rows": int(len(y)),
+            "n_items": int(len(set(groups))),
+            "positive_rate": float(y.mean()),
+        },
+        "cv": cv_summary,
+        # Out-of-fold labels/predictions, so judge_agreement can recompute CIs without the CSV.
+        "cv_oof": {
+            "y_true": "".join(map(str, y.tolist())),
+            "y_pred": "".join(map(str, pred.tolist())),
+            "p": [round(float(v), 4) for v in p_oof],
+            "cluster": group_codes.tolist(),
+        },
+        "train_accuracy": float(accuracy_score(y, (model.predict_proba(x)[:, 1] >= threshold).astype(int))),
+        "train_confusion": confusion_matrix(y, (model.predict_proba(x)[:, 1] >= threshold)).tolist(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", type=Path, required=True, help="labelled judgments (seed_judgments_dev.csv)")
+    ap.add_argument("--out", type=Path, default=PARAMS_PATH, help="where to write the parameters")
+    ap.add_argument("--C", type=float, default=0.3, help="inverse L2 strength of the logistic regression")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--n-boot", type=int, default=2000, help="cluster-bootstrap resamples for the kappa CI")
+    args = ap.parse_args(argv)
+    setup_logging()
+    params = fit(args.csv, args.C, args.seed, args.folds, args.n_boot)
+    write_json(args.out, params)
+    cv = params["cv"]
+    log.info(
+        "wrote %s: CV kappa %.3f [%.3f, %.3f], accuracy %.3f, threshold %.2f",
+        args.out,
+        cv["kappa"],
+        *cv["kappa_ci"],
+        cv["accuracy"],
+        params["threshold"],
+    )
+    print(json.dumps({k: v for k, v in cv.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The judge job: one arm x one eval set, from generations to judgments plus manifest.
+
+`python -m rbiqa.judge experiment=<exp> arm=<arm> +eval_set=<set>` (the eval set may instead come
+from `judge.eval_set`). The output is written atomically after every item has a verdict or a
+missing record, and the manifest last, so a killed job leaves no judgments file that looks finished;
+the cache keeps whatever was already judged for the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from rbiqa import paths as P
+from rbiqa.config import to_container
+from rbiqa.io import InputError, write_jsonl
+from rbiqa.judge.backends import make_backend
+from rbiqa.judge.cache import JudgeCache
+from rbiqa.judge.inputs import load_eval_items, load_generations
+from rbiqa.judge.prompts import PROMPT_DIR
+from rbiqa.judge.runner import run_judgments
+from rbiqa.manifest import write_manifest
+
+log = logging.getLogger(__name__)
+
+JUDGE_CACHE_DIR = P.CACHE / "judge"
+
+
+def selected_eval_set(cfg: DictConfig) -> str:
+    """`+eval_set=<set>` (top level, as the rule passes it), else `judge.eval_set`."""
+    eval_set = cfg.get("eval_set") or cfg.judge.get("eval_set")
+    if eval_set not in P.EVAL_SETS:
+        raise InputError(f"eval set {eval_set!r} is not one of {list(P.EVAL_SETS)}; pass +eval_set=<set>")
+    return eval_set
+
+
+def repo_relative(path: Path) -> Path:
+    """Package files as the rules name them (src/rbiqa/...), so manifests match across clones."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def _backend_inputs(backend) -> list[Path]:
+    """Files that decide verdicts besides the data: hashed into the manifest for lineage."""
+    if backend.name == "reference":
+        from rbiqa.judge.abstention import EXEMPLARS_PATH
+        from rbiqa.judge.reference import DEFAULT_PARAMS
+
+        files = [DEFAULT_PARAMS, EXEMPLARS_PATH]
+    else:
+        files = sorted(PROMPT_DIR.glob("*.txt"))
+    return [repo_relative(f) for f in files]
+
+
+def main(cfg: DictConfig) -> dict:
+    t0 = time.perf_counter()
+    np.random.seed(int(cfg.get("seed", 0)))
+    jcfg = cfg.judge
+    eval_set = selected_eval_set(cfg)
+    arm = str(cfg.arm.name)
+    backend = make_backend(jcfg)  # fails fast on a missing API key, before reading anything
+    items = load_eval_items(eval_set)
+    gens = load_generations(arm, eval_set, items)
+    with JudgeCache(JUDGE_CACHE_DIR, enabled=bool(jcfg.get("cache", True))) as cache:
+        judgments, stats = run_judgments(items, gens, arm, backend, cache)
+    out = P.judgments(arm, eval_set)
+    write_jsonl(out, (j.model_dump() for j in judgments))
+    counts = stats.as_dict()
+    scored = [j.score for j in judgments if j.score is not None]
+    extra = {
+        "arm": arm,
+        "eval_set": eval_set,
+        "judge_backend": backend.name,
+        "judge_model": backend.model_id,
+        "prompt_hashes": {k: backend.prompt_hash(k) for k in ("reference", "abstention")},
+        "counts": counts,
+        "mean_score_excluding_missing": float(np.mean(scored)) if scored else None,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    inputs = [
+        P.generations(arm, eval_set),
+        P.eval_set_path(eval_set),
+        P.stamp("judge"),
+        *_backend_inputs(backend),
+    ]
+    write_manifest(P.manifest_for(out), "judge", to_container(cfg), inputs, [out], extra)
+    log.info("wrote %s: %s", out, counts)
+    return extra

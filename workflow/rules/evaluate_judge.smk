@@ -1,0 +1,59 @@
+# Stage 7: judge every (arm, eval set) generation file, then measure how far the judges can be trusted.
+# The backend is the Hydra group judge/ (reference = offline default, gemini = paper scale).
+# Targets: P.judgments(arm, eval_set) for each arm and eval set, and P.JUDGE_AGREEMENT.
+
+# Files that decide verdicts besides the data: a refit or a new prompt wording reruns the judge.
+JUDGE_SRC = "src/rbiqa/judge"
+JUDGE_DECIDERS = [
+    f"{JUDGE_SRC}/reference_params.json",
+    f"{JUDGE_SRC}/abstention_exemplars.json",
+    f"{JUDGE_SRC}/prompts/rubric_v1.txt",
+    f"{JUDGE_SRC}/prompts/abstention_v1.txt",
+]
+
+
+localrules:
+    judge_agreement,
+
+
+rule judge:
+    input:
+        generations=P.generations("{arm}", "{eval_set}").as_posix(),
+        eval_set=P.eval_set_path("{eval_set}").as_posix(),
+        deciders=JUDGE_DECIDERS,
+        stamp=stamp("judge"),
+    output:
+        judgments=P.judgments("{arm}", "{eval_set}").as_posix(),
+        manifest=P.manifest_for(P.judgments("{arm}", "{eval_set}")).as_posix(),
+    log:
+        log_path("judge/{arm}/{eval_set}"),
+    benchmark:
+        bench_path("judge/{arm}/{eval_set}")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    shell:
+        "python -m rbiqa.judge {HYDRA} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
+        " > {log} 2>&1"
+
+
+rule judge_agreement:
+    input:
+        judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
+        params=f"{JUDGE_SRC}/reference_params.json",
+        stamp=stamp("judge_agreement"),
+    output:
+        agreement=P.JUDGE_AGREEMENT.as_posix(),
+        confusion=P.JUDGE_CONFUSION.as_posix(),
+        manifest=P.manifest_for(P.JUDGE_AGREEMENT).as_posix(),
+    log:
+        log_path("judge_agreement"),
+    benchmark:
+        bench_path("judge_agreement")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "python -m rbiqa.judge.agreement {HYDRA} > {log} 2>&1"
