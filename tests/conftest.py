@@ -15,14 +15,14 @@ SHARED = REPO.parent / "shared"
 CALIBRATION_CSV = SHARED / "calibration" / "seed_judgments_dev.csv"
 BIN = Path(sys.executable).parent
 # What a workspace copy needs to run stages and snakemake (outputs are created inside the copy).
-WORKFLOW_FILES = ("Snakefile", "conf", "workflow", "profiles", "paper", "data/sample")
+WORKFLOW_FILES = ("Snakefile", "conf", "workflow", "profiles", "paper", "data/sample", "src")
 
 
 def make_workspace(dest: Path, with_model: bool = False) -> Path:
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("build", "*.pdf"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("build", "*.pdf", "__pycache__", "*.egg-info"))
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)

@@ -90,6 +90,14 @@ def render_prompts(tokenizer, conversations: Sequence[Messages]) -> list[str]:
     ]
 
 
+def _strip_trailing(ids: list[int], pad_id: int | None) -> list[int]:
+    """Drop the padding that `generate` appends to a sequence that finished before the rest of its batch."""
+    end = len(ids)
+    while end and ids[end - 1] == pad_id:
+        end -= 1
+    return ids[:end]
+
+
 def chat_generate(
     model,
     tokenizer,
@@ -101,13 +109,19 @@ def chat_generate(
     top_p: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    generate_kwargs: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Batched generation with left padding.
 
-    Returns one dict per conversation: text, n_prompt_tokens, n_new_tokens. Batches are formed in input
-    order (sorting by length would be faster but would make results depend on the batch mix). Mixed
-    lengths give the same greedy output as one-by-one decoding; a test checks this.
+    Returns one dict per conversation: text, token_ids (the new tokens without the padding that ends a
+    sequence finished before its batch), n_prompt_tokens, n_new_tokens, seconds (the batch's wall
+    time shared equally by its items, so per-item figures sum to the run's time). Batches are formed in
+    input order (sorting by length would be faster but would make results depend on the batch mix).
+    Mixed lengths give the same greedy output as one-by-one decoding; tests/unit/test_generate_batching.py
+    checks token ids. `generate_kwargs` passes extra options (e.g. repetition_penalty) to `model.generate`.
     """
+    import time
+
     import torch
     from tqdm.auto import tqdm
 
@@ -131,8 +145,11 @@ def chat_generate(
         else:
             # greedy: clear sampling defaults a model's generation_config may carry
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        gen_kwargs.update(generate_kwargs or {})
+        t0 = time.perf_counter()
         with torch.no_grad():
             out = model.generate(**enc, **gen_kwargs)
+        per_item = (time.perf_counter() - t0) / len(chunk)
         width = enc["input_ids"].shape[1]
         for i in range(len(chunk)):
             new = out[i, width:]
@@ -140,8 +157,10 @@ def chat_generate(
             results.append(
                 {
                     "text": tokenizer.decode(new, skip_special_tokens=True).strip(),
+                    "token_ids": _strip_trailing(new.tolist(), tokenizer.pad_token_id),
                     "n_prompt_tokens": int(enc["attention_mask"][i].sum()),
                     "n_new_tokens": n_new,
+                    "seconds": per_item,
                 }
             )
         bar.update(len(chunk))

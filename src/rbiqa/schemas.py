@@ -86,6 +86,7 @@ class Generation(_Strict):
     n_prompt_tokens: int | None = None
     n_new_tokens: int | None = None
     seconds: float | None = None
+    context_ids: list[str] | None = None  # few-shot example / retrieved passage row ids (fewshot, rag arms)
 
 
 class Judgment(_Strict):

@@ -21,7 +21,7 @@ SECRET = "AIzaSy-test-secret-0123456789abcdef"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "experiment=tiny"]
 DVC = [str(Path(sys.executable).parent / "dvc")]
 EXPENSIVE = {"download_data", "fetch_model", "split", "rephrase", "clean", "train", "generate", "judge"}
-DVC_FILES = (".dvc/config", ".dvc/.gitignore", "dvc.yaml", ".dvcignore", ".gitignore", "src")
+DVC_FILES = (".dvc/config", ".dvc/.gitignore", "dvc.yaml", ".dvcignore", ".gitignore")
 
 
 def rules_run(log: str) -> set[str]:

@@ -172,8 +172,14 @@ def test_hf_requires_a_pinned_revision():
 
     from rbiqa.download import load_hf
 
-    cfg = OmegaConf.create({"hf_repo": "Vishva007/RBI-Circular-QA-Dataset", "hf_revision": None,
-                            "hf_split": "train", "columns": {}})
+    cfg = OmegaConf.create(
+        {
+            "hf_repo": "Vishva007/RBI-Circular-QA-Dataset",
+            "hf_revision": None,
+            "hf_split": "train",
+            "columns": {},
+        }
+    )
     with pytest.raises(InputError, match="hf_revision is not set"):
         load_hf(cfg)
 

@@ -1,0 +1,4 @@
+from rbiqa.generate.stage import main
+
+if __name__ == "__main__":
+    main()

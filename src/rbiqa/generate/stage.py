@@ -1,0 +1,276 @@
+"""Orchestration of one generation job (arm x eval set): inputs, prompts, model, cache, outputs.
+
+The model is loaded only when some item is not cached, so a rerun whose answers are all cached makes no
+model call and does not even read the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rbiqa import models
+from rbiqa import paths as P
+from rbiqa.config import stage_main, to_container
+from rbiqa.generate.cache import ItemCache, cache_path, item_key
+from rbiqa.generate.fewshot import FewShotSelector
+from rbiqa.generate.inputs import (
+    adapter_files,
+    check_arm,
+    check_eval_set,
+    load_eval_items,
+    load_train_originals,
+)
+from rbiqa.generate.loader import LazyModel, model_fingerprint, weights_plan
+from rbiqa.generate.prompts import base_messages, fewshot_messages, rag_messages
+from rbiqa.generate.retrieval import BM25Retriever
+from rbiqa.generate.runner import Job, RunStats, run_jobs
+from rbiqa.io import InputError, sha256_path, sha256_text, stable_json, write_jsonl
+from rbiqa.manifest import write_manifest
+from rbiqa.schemas import EvalItem, Generation
+
+log = logging.getLogger(__name__)
+
+
+def selected_eval_set(cfg: DictConfig) -> str:
+    """`+eval_set=<set>` (top level, as the rule passes it), else `generate.eval_set`."""
+    return check_eval_set(cfg.get("eval_set") or cfg.generate.get("eval_set"))
+
+
+def build_prompts(
+    cfg: DictConfig, kind: str, items: list[EvalItem]
+) -> tuple[list[tuple[Any, tuple[str, ...]]], dict]:
+    """(messages, context row_ids) per item, and a summary of the arm's prompt context for the manifest."""
+    g = cfg.generate
+    system = g.system_prompt
+    if kind in ("base", "finetune"):
+        return [(base_messages(system, it.question), ()) for it in items], {}
+    pool = load_train_originals(P.CLEAN_TRAIN)
+    if kind == "fewshot":
+        max_chars = g.fewshot.get("max_answer_chars")
+        eligible = [r for r in pool if not max_chars or len(r["answer"]) <= max_chars]
+        selector = FewShotSelector(eligible, int(g.fewshot.k), int(cfg.seed))
+        out = []
+        for it in items:
+            ex = selector.select(it.source_id)
+            out.append((fewshot_messages(system, ex, it.question), tuple(str(r["row_id"]) for r in ex)))
+        return out, {"pool_size": len(pool), "eligible": len(eligible)}
+    r = g.rag
+    retriever = BM25Retriever(pool, stemmer=r.get("stemmer"), stopwords=r.get("stopwords"))
+    out = []
+    for it in items:
+        hits = retriever.search(it.question, int(r.top_n))
+        msgs = rag_messages(
+            system,
+            [h.doc for h in hits],
+            it.question,
+            template=r.template,
+            passage_template=r.passage_template,
+            empty_context=r.empty_context,
+            max_passage_chars=r.get("max_passage_chars"),
+        )
+        out.append((msgs, tuple(h.row_id for h in hits)))
+    n_empty = sum(1 for _, ids in out if not ids)
+    return out, {"corpus_size": len(pool), "items_without_passages": n_empty}
+
+
+def decode_fingerprint(cfg: DictConfig, model_fp: str, adapter_fp: str | None, plan: dict) -> str:
+    g = cfg.generate
+    decode = {
+        "max_new_tokens": g.max_new_tokens,
+        "do_sample": g.do_sample,
+        "generate_kwargs": OmegaConf.to_container(g.generate_kwargs, resolve=True)
+        if g.get("generate_kwargs")
+        else {},
+    }
+    if g.do_sample:
+        decode.update(temperature=g.temperature, top_p=g.top_p, seed=cfg.seed)
+    return sha256_text(
+        stable_json(
+            {"model": model_fp, "adapter": adapter_fp, "dtype": cfg.model.dtype, "weights": plan, **decode}
+        )
+    )
+
+
+def to_generation(
+    item: EvalItem, arm: str, model_id: str, row: dict | None, error: str | None, context_ids: tuple[str, ...]
+) -> Generation:
+    fields: dict[str, Any] = {
+        "item_id": item.item_id,
+        "source_id": item.source_id,
+        "eval_set": item.eval_set,
+        "arm": arm,
+        "question": item.question,
+        "model_id": model_id,
+    }
+    if row is not None:
+        fields.update(
+            answer=row["answer"],
+            n_prompt_tokens=row.get("n_prompt_tokens"),
+            n_new_tokens=row.get("n_new_tokens"),
+            seconds=row.get("seconds"),
+        )
+    else:
+        fields.update(answer=None, error=error or "no answer was produced")
+    if "context_ids" in Generation.model_fields:  # forward-compatible with a schema that records them
+        fields["context_ids"] = list(context_ids)
+    return Generation(**fields)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    arm = cfg.arm.get("name")
+    kind = check_arm(arm, cfg.arm.get("kind"))
+    eval_set = selected_eval_set(cfg)
+    g = cfg.generate
+    from transformers import set_seed
+
+    set_seed(int(cfg.seed))
+    if g.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(g.num_threads))
+
+    eval_path = P.eval_set_path(eval_set)
+    items = load_eval_items(eval_path, eval_set)
+    model_path = Path(cfg.model.path)
+    if not (model_path / "config.json").exists():
+        raise InputError(f"no model at {model_path}: run `python -m rbiqa.fetch_model` first")
+    inputs: list[Path] = [P.stamp("generate", arm), eval_path, model_path / "manifest.json"]
+
+    adapter, adapter_fp = None, None
+    if kind == "finetune":
+        files = adapter_files(arm)
+        inputs += files
+        # config too: r and lora_alpha set the adapter's scale, so they change its outputs
+        adapter, adapter_fp = P.adapter_dir(arm), sha256_text("".join(sha256_path(f) for f in files))
+    if kind in ("fewshot", "rag"):
+        inputs.append(P.CLEAN_TRAIN)
+
+    prompts, context_summary = build_prompts(cfg, kind, items)
+    plan = weights_plan(g)
+    model_fp = model_fingerprint(model_path)
+    fp = decode_fingerprint(cfg, model_fp, adapter_fp, plan)
+    jobs = [
+        Job(it.item_id, item_key(fp, msgs), msgs, ctx) for it, (msgs, ctx) in zip(items, prompts, strict=True)
+    ]
+    base_id = cfg.model.get("hf_id") or cfg.model.name
+    model_id = f"{base_id}+lora:{arm}@{adapter_fp[:12]}" if adapter_fp else base_id
+
+    generator = LazyModel(cfg, adapter, plan, model_fp)
+    cache = ItemCache(cache_path(arm, eval_set))
+    rows, stats = run_jobs(jobs, generator, cache, int(g.batch_size), progress=bool(g.get("progress", True)))
+
+    gens = [
+        to_generation(it, arm, model_id, rows.get(j.key), stats.errors.get(j.key), j.context_ids)
+        for it, j in zip(items, jobs, strict=True)
+    ]
+    n_failed = sum(1 for x in gens if x.answer is None)
+    max_frac = float(g.get("max_error_frac", 1.0))
+    if n_failed > max_frac * len(gens):
+        raise RuntimeError(
+            f"{n_failed}/{len(gens)} items failed (limit generate.max_error_frac={max_frac}); first error: "
+            f"{next(x.error for x in gens if x.answer is None)}. Finished answers are cached in "
+            f"{cache.path}; fix the cause and rerun."
+        )
+    out = P.generations(arm, eval_set)
+    write_jsonl(out, (x.model_dump() for x in gens))
+
+    extra = run_summary(cfg, kind, eval_set, model_id, plan, generator, stats, gens, t_start)
+    extra["adapter_sha256"] = adapter_fp
+    extra["prompt_context"] = context_summary
+    if kind in ("fewshot", "rag"):
+        extra["context_ids"] = {j.item_id: list(j.context_ids) for j in jobs}
+    write_manifest(P.manifest_for(out), "generate", to_container(cfg), inputs, [out], extra)
+    log.info("wrote %s: %d answers, %d failed", out, len(gens) - n_failed, n_failed)
+    return extra
+
+
+def log_throughput(cfg, eval_set, tp, stats: RunStats, generator: LazyModel, total: float) -> None:
+    import torch
+
+    log.info(
+        "throughput %s/%s: %s answers/s, %s new tokens/s; per CPU second %s answers, %s tokens "
+        "(%d generated in %.1fs wall / %.1fs CPU, %d cached, %d failed, %d model calls; model load %.1fs; "
+        "job %.1fs; batch %d, %d threads, %s)",
+        cfg.arm.name,
+        eval_set,
+        tp["answers_per_s"],
+        tp["tok_per_s"],
+        tp["answers_per_cpu_s"],
+        tp["tok_per_cpu_s"],
+        stats.n_generated,
+        stats.seconds,
+        stats.cpu_seconds,
+        stats.n_cached,
+        stats.n_errors,
+        stats.model_calls,
+        generator.load_seconds,
+        total,
+        cfg.generate.batch_size,
+        torch.get_num_threads(),
+        models.device(),
+    )
+
+
+def run_summary(
+    cfg, kind, eval_set, model_id, plan, generator: LazyModel, stats: RunStats, gens, t_start: float
+) -> dict[str, Any]:
+    import torch
+
+    tp = stats.throughput()
+    total = time.perf_counter() - t_start
+    if not stats.n_generated:
+        log.info(
+            "%s/%s: nothing generated (%d cached, %d failed; %d model calls); job %.1fs",
+            cfg.arm.name,
+            eval_set,
+            stats.n_cached,
+            stats.n_errors,
+            stats.model_calls,
+            total,
+        )
+    else:
+        log_throughput(cfg, eval_set, tp, stats, generator, total)
+    return {
+        "arm": cfg.arm.name,
+        "arm_kind": kind,
+        "eval_set": eval_set,
+        "model_id": model_id,
+        "device": models.device(),
+        "dtype": cfg.model.dtype,
+        "weights": {**plan, "n_roundtrip": generator.n_roundtrip},
+        "adapter_merged": generator.merged,
+        "n_items": len(gens),
+        "n_answers": sum(1 for x in gens if x.answer is not None),
+        "n_failed": sum(1 for x in gens if x.answer is None),
+        "n_empty_answers": sum(1 for x in gens if x.answer == ""),
+        "n_cached": stats.n_cached,
+        "n_generated": stats.n_generated,
+        "model_calls": stats.model_calls,
+        "throughput": {
+            **tp,
+            "generate_seconds": round(stats.seconds, 3),
+            "generate_cpu_seconds": round(stats.cpu_seconds, 3),
+            "model_load_seconds": round(generator.load_seconds, 3),
+            "job_seconds": round(total, 3),
+            "new_tok": stats.new_tokens,
+            "prompt_tok": stats.prompt_tokens,
+            "batch_size": int(cfg.generate.batch_size),
+            "max_new_tok": int(cfg.generate.max_new_tokens),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+
+
+@stage_main
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

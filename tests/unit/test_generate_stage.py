@@ -1,0 +1,301 @@
+"""The generate stage end to end on a tiny model: outputs, manifest, failures, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rbiqa import paths as P
+from rbiqa.generate import stage
+from rbiqa.generate.cache import ItemCache, cache_path
+from rbiqa.generate.runner import FatalGenerationError, Job, run_jobs
+from rbiqa.io import InputError, read_json, read_jsonl
+from rbiqa.models import chat_generate, load_causal_lm, load_tokenizer
+from rbiqa.schemas import Generation
+from tests.unit._generate_fixtures import (
+    compose_cfg,
+    eval_rows,
+    make_adapter,
+    make_tiny_model,
+    train_rows,
+    write_jsonl,
+)
+
+EVAL_SET = "test_unseen"
+N_ITEMS = 7
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, tiny_model) -> Path:
+    """A workspace (cwd) holding the stage's inputs at their rbiqa.paths locations."""
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(P.eval_set_path(EVAL_SET), eval_rows(EVAL_SET, N_ITEMS))
+    write_jsonl(P.CLEAN_TRAIN, train_rows())
+    P.stamp("generate", "base").parent.mkdir(parents=True, exist_ok=True)
+    P.stamp("generate", "base").write_text("generate: {}\n")
+    return tmp_path
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts model.generate calls (one per batch) and records every prompt sent to the model."""
+    log = {"generate": 0, "prompts": []}
+    real = chat_generate
+
+    def counting(model, tok, conversations, **kw):
+        if not getattr(model, "_counted", False):
+            inner = model.generate
+
+            def gen(*a, **k):
+                log["generate"] += 1
+                return inner(*a, **k)
+
+            model.generate = gen
+            model._counted = True
+        log["prompts"].extend(c[-1]["content"] for c in conversations)
+        return real(model, tok, conversations, **kw)
+
+    monkeypatch.setattr(stage.models, "chat_generate", counting)
+    return log
+
+
+def run(arm: str, model: Path, extra: list[str] | None = None) -> list[dict]:
+    stage.run(compose_cfg(arm, EVAL_SET, model, extra))
+    return read_jsonl(P.generations(arm, EVAL_SET))
+
+
+def test_base_arm_writes_valid_rows_and_manifest(ws, tiny_model, calls):
+    rows = run("base", tiny_model)
+    assert [r["item_id"] for r in rows] == [r["item_id"] for r in eval_rows(EVAL_SET, N_ITEMS)]
+    for r in rows:
+        g = Generation.model_validate(r)
+        assert g.arm == "base" and g.error is None and isinstance(g.answer, str)
+        assert g.model_id == "tiny-llama" and g.n_new_tokens <= 6
+    assert calls["generate"] == 3  # 7 items in batches of 3
+    m = read_json(P.manifest_for(P.generations("base", EVAL_SET)))
+    assert m["stage"] == "generate"
+    assert {P.stamp("generate", "base").as_posix(), P.eval_set_path(EVAL_SET).as_posix()} <= set(m["inputs"])
+    assert P.generations("base", EVAL_SET).as_posix() in m["outputs"]
+    tp = m["extra"]["throughput"]
+    assert tp["answers_per_s"] > 0 and tp["tok_per_s"] > 0
+    assert m["extra"]["n_generated"] == N_ITEMS and m["extra"]["model_calls"] == 3
+    assert m["config"]["arm"]["name"] == "base"
+
+
+def test_rerun_with_everything_cached_makes_no_model_call(ws, tiny_model, calls, monkeypatch):
+    first = run("base", tiny_model)
+    n = calls["generate"]
+    loads = []
+    monkeypatch.setattr(stage.LazyModel, "load", lambda self: loads.append(1))
+    second = run("base", tiny_model)
+    assert calls["generate"] == n and loads == []
+    assert [r["answer"] for r in second] == [r["answer"] for r in first]
+    m = read_json(P.manifest_for(P.generations("base", EVAL_SET)))
+    assert m["extra"]["n_cached"] == N_ITEMS and m["extra"]["throughput"]["answers_per_s"] is None
+
+
+def test_config_change_misses_the_cache(ws, tiny_model, calls):
+    run("base", tiny_model)
+    n = calls["generate"]
+    run("base", tiny_model, ["generate.system_prompt=Answer briefly."])
+    assert calls["generate"] == n + 3
+
+
+def test_resume_after_kill_repeats_no_finished_item(tiny_model, tmp_path):
+    model, tok = load_causal_lm(tiny_model), load_tokenizer(tiny_model)
+    qs = [f"question number {i}?" for i in range(10)]
+    jobs = [Job(f"i{i}", f"k{i}", [{"role": "user", "content": q}]) for i, q in enumerate(qs)]
+    seen: list[str] = []
+
+    def gen(convs, kill_after=None):
+        if kill_after is not None and len(seen) >= kill_after:
+            raise KeyboardInterrupt  # like SIGINT/SIGTERM: not an item failure, the run dies
+        seen.extend(c[-1]["content"] for c in convs)
+        return chat_generate(model, tok, convs, max_new_tokens=4, batch_size=len(convs), progress=False)
+
+    cache = ItemCache(tmp_path / "c.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(jobs, lambda c: gen(c, kill_after=6), cache, batch_size=3, progress=False)
+    finished = list(seen)
+    assert len(finished) == 6
+    with open(tmp_path / "c.jsonl", "a") as f:
+        f.write('{"key": "k9", "answ')  # a line torn by the kill
+
+    seen.clear()
+    rows, stats = run_jobs(jobs, gen, ItemCache(tmp_path / "c.jsonl"), batch_size=3, progress=False)
+    assert set(seen) == set(qs) - set(finished)
+    assert stats.n_cached == 6 and stats.n_generated == 4 and len(rows) == 10
+    seen.clear()
+    rows2, stats2 = run_jobs(jobs, gen, ItemCache(tmp_path / "c.jsonl"), batch_size=3, progress=False)
+    assert seen == [] and stats2.model_calls == 0 and rows2 == rows
+
+
+def poison(monkeypatch, marker: str = "capital of France"):
+    """Make any batch that contains `marker` raise, as a real generation failure would."""
+    real = stage.models.chat_generate
+
+    def flaky(model, tok, conversations, **kw):
+        if any(marker in c[-1]["content"] for c in conversations):
+            raise RuntimeError("simulated CUDA error: device-side assert")
+        return real(model, tok, conversations, **kw)
+
+    monkeypatch.setattr(stage.models, "chat_generate", flaky)
+
+
+def test_failed_item_is_an_error_not_an_answer(ws, tiny_model, monkeypatch):
+    clean = run("base", tiny_model, ["generate.batch_size=1"])
+    for p in Path("data/cache").rglob("*.jsonl"):
+        p.unlink()
+    poison(monkeypatch)
+    rows = run("base", tiny_model)
+    bad = [r for r in rows if "capital of France" in r["question"]]
+    assert len(bad) == 1
+    assert bad[0]["answer"] is None and "simulated CUDA error" in bad[0]["error"]
+    good = [r for r in rows if r is not bad[0]]
+    assert all(r["error"] is None and isinstance(r["answer"], str) for r in good)
+    # the retried neighbours of the failed item get the answers they get without any failure
+    assert [r["answer"] for r in good] == [
+        r["answer"] for r in clean if "capital of France" not in r["question"]
+    ]
+    m = read_json(P.manifest_for(P.generations("base", EVAL_SET)))
+    assert m["extra"]["n_failed"] == 1
+    cached = {json.loads(line)["item_id"] for line in cache_path("base", EVAL_SET).read_text().splitlines()}
+    assert bad[0]["item_id"] not in cached  # failures are retried by the next run
+
+
+def test_too_many_failures_fail_the_job(ws, tiny_model, monkeypatch):
+    poison(monkeypatch, marker="?")
+    with pytest.raises(RuntimeError, match="items failed"):
+        run("base", tiny_model)
+    assert not P.generations("base", EVAL_SET).exists()
+
+
+def test_finetune_arm_uses_the_adapter(ws, tiny_model, calls):
+    make_adapter(tiny_model, P.adapter_dir("ft_k0"))
+    base = run("base", tiny_model)
+    ft = run("ft_k0", tiny_model)
+    assert ft[0]["model_id"].startswith("tiny-llama+lora:ft_k0@")
+    assert [r["answer"] for r in ft] != [r["answer"] for r in base]
+    m = read_json(P.manifest_for(P.generations("ft_k0", EVAL_SET)))
+    assert (P.adapter_dir("ft_k0") / "adapter_model.safetensors").as_posix() in m["inputs"]
+    assert m["extra"]["adapter_merged"] is True and m["extra"]["adapter_sha256"]
+
+
+def test_merged_and_unmerged_adapter_agree(ws, tiny_model):
+    make_adapter(tiny_model, P.adapter_dir("ft_k0"))
+    merged = run("ft_k0", tiny_model)
+    for p in Path("data/cache").rglob("*.jsonl"):
+        p.unlink()
+    unmerged = run("ft_k0", tiny_model, ["generate.merge_adapter=false"])
+    assert [r["answer"] for r in merged] == [r["answer"] for r in unmerged]
+
+
+def test_fewshot_and_rag_record_their_context(ws, tiny_model, calls):
+    run("base_fewshot", tiny_model, ["generate.fewshot.k=3"])
+    m = read_json(P.manifest_for(P.generations("base_fewshot", EVAL_SET)))
+    items = {r["item_id"]: r for r in eval_rows(EVAL_SET, N_ITEMS)}
+    for item_id, ids in m["extra"]["context_ids"].items():
+        assert len(ids) == 3 and all(i.endswith("-v0") for i in ids)  # originals only
+        assert not any(i.startswith(items[item_id]["source_id"] + "-") for i in ids)
+    assert P.CLEAN_TRAIN.as_posix() in m["inputs"]
+
+    run("base_rag", tiny_model, ["generate.rag.top_n=2"])
+    m = read_json(P.manifest_for(P.generations("base_rag", EVAL_SET)))
+    assert set(m["extra"]["context_ids"]) == set(items)
+    assert all(len(v) <= 2 and all(i.endswith("-v0") for i in v) for v in m["extra"]["context_ids"].values())
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def test_missing_eval_file(ws, tiny_model):
+    P.eval_set_path(EVAL_SET).unlink()
+    with pytest.raises(InputError, match="does not exist.*clean"):
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model))
+
+
+def test_schema_invalid_row(ws, tiny_model):
+    rows = eval_rows(EVAL_SET, 3)
+    del rows[1]["question"]
+    write_jsonl(P.eval_set_path(EVAL_SET), rows)
+    with pytest.raises(InputError, match=r"row 2 is not a valid EvalItem: question: Field required"):
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model))
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda rows: rows[2].update(eval_set="general"), "row 3 has eval_set='general'"),
+        (lambda rows: rows[2].update(item_id=rows[0]["item_id"]), "row 3 repeats item_id"),
+        (lambda rows: rows[1].update(surprise=1), "row 2 is not a valid EvalItem: surprise"),
+    ],
+)
+def test_inconsistent_rows(ws, tiny_model, mutate, message):
+    rows = eval_rows(EVAL_SET, 3)
+    mutate(rows)
+    write_jsonl(P.eval_set_path(EVAL_SET), rows)
+    with pytest.raises(InputError, match=message):
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model))
+
+
+def test_unknown_arm(ws, tiny_model):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="arm/no_such_arm"):
+        compose_cfg("no_such_arm", EVAL_SET, tiny_model)
+    with pytest.raises(InputError, match="arm.kind='distill'"):
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model, ["arm.kind=distill"]))
+
+
+def test_unknown_or_missing_eval_set(ws, tiny_model):
+    from rbiqa.config import compose
+
+    with pytest.raises(InputError, match="unknown eval set 'dev'"):
+        stage.run(compose_cfg("base", "dev", tiny_model))
+    with pytest.raises(InputError, match=r"pass \+eval_set"):
+        stage.run(compose(["arm=base", f"model.path={tiny_model}"]))
+
+
+def test_finetune_arm_without_adapter(ws, tiny_model):
+    with pytest.raises(InputError, match="adapter is missing"):
+        stage.run(compose_cfg("ft_k3", EVAL_SET, tiny_model))
+
+
+def test_prompting_arm_without_training_file(ws, tiny_model):
+    P.CLEAN_TRAIN.unlink()
+    with pytest.raises(InputError, match="training file"):
+        stage.run(compose_cfg("base_rag", EVAL_SET, tiny_model))
+
+
+def test_unloadable_model_fails_the_job_once(ws, tiny_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(FatalGenerationError, match="cannot load the model"):
+        stage.run(compose_cfg("base", EVAL_SET, broken))
+    assert not P.generations("base", EVAL_SET).exists()
+
+
+def test_cli_reports_bad_input_and_exits_nonzero(tmp_path):
+    """`python -m rbiqa.generate` accepts +eval_set and turns a missing input into a clear message."""
+    from tests.conftest import REPO, run_cmd
+
+    proc = run_cmd(
+        [sys.executable, "-m", "rbiqa.generate", "arm=base", "+eval_set=general"],
+        cwd=tmp_path,
+        env={"RBIQA_CONF_DIR": str(REPO / "conf")},
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "data/processed/eval/general.jsonl does not exist" in proc.stderr
