@@ -4,9 +4,14 @@ configfile: "conf/pipeline.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/rephrase.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate_generate.smk"
+include: "workflow/rules/evaluate_judge.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        P.SPLIT_REPORT.as_posix(),
-        MODEL_MANIFEST,
+        P.REPORT_PDF.as_posix(),

@@ -8,12 +8,13 @@ from snakemake.utils import validate
 from rbiqa import paths as P
 from rbiqa.stamps import write_stamps
 
-
 validate(config, "../schemas/pipeline.schema.yaml")
 
 # Rules call `python -m rbiqa.<stage>`: make that the interpreter running Snakemake (the project's venv)
 # for local jobs and, through sbatch's exported environment, for SLURM jobs, activated or not.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ.get("PATH", "")]
+)
 
 EXP = config["experiment"]
 if EXP not in config["arms"]:
@@ -33,6 +34,7 @@ def arm_kind(arm):
 
 
 FT_ARMS = [a for a in ARMS if arm_kind(a) == "finetune"]
+
 
 wildcard_constraints:
     arm="|".join(ARMS) if ARMS else "NO_ARMS",

@@ -1,0 +1,1 @@
+"""Stage 4: dedup, PII, contamination audit, and the evaluation sets."""

@@ -1,0 +1,230 @@
+"""One training job: validate, load, train, save the adapter, log, summary and manifest.
+
+`train_arm` takes explicit paths so tests can run it on a tiny model in a temp dir; `main` is the stage,
+which takes every path from rbiqa.paths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rbiqa import paths as P
+from rbiqa.config import stage_main, to_container
+from rbiqa.io import read_json, sha256_path, sha256_text, stable_json, write_json
+from rbiqa.manifest import write_manifest
+from rbiqa.train.settings import RunSettings, build_settings
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "run_fingerprint.json"
+
+
+@dataclass
+class Job:
+    """Where one training job reads and writes."""
+
+    train_path: Path
+    val_path: Path
+    adapter_dir: Path
+    checkpoint_dir: Path
+    fingerprint: str = ""
+    progress: bool = True
+    extra_callbacks: list = field(default_factory=list)
+    resume_from: str | None = None  # explicit checkpoint path (tests); else train.resume decides
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        d = self.adapter_dir
+        return {
+            "adapter": d / "adapter_model.safetensors",
+            "adapter_config": d / "adapter_config.json",
+            "log": d / "trainer_log.csv",
+            "summary": d / "train_summary.json",
+            "manifest": d / "manifest.json",
+        }
+
+
+def set_threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def resume_point(job: Job, run: RunSettings) -> str | None:
+    """Latest checkpoint of an interrupted run with the same config and data, else None (and a clean dir)."""
+    if job.resume_from:
+        return job.resume_from
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = job.checkpoint_dir
+    fp_file = d / FINGERPRINT
+    if d.exists():
+        same = fp_file.exists() and read_json(fp_file).get("fingerprint") == job.fingerprint
+        last = get_last_checkpoint(str(d)) if same else None
+        if run.train.resume and last:
+            log.info("resuming from %s (same config and data as the interrupted run)", last)
+            return last
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(fp_file, {"fingerprint": job.fingerprint})
+    return None
+
+
+def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
+    """Train one arm; returns the summary that is also written to train_summary.json."""
+    import torch
+    from transformers import set_seed
+
+    from rbiqa.models import load_tokenizer
+    from rbiqa.train.data import build_datasets
+    from rbiqa.train.model import load_base, resolve_runtime
+    from rbiqa.train.outputs import loss_summary, peak_memory, save_adapter, write_trainer_log
+    from rbiqa.train.trainer import build_trainer, planned_steps
+
+    t0 = time.perf_counter()
+    t = run.train
+    set_threads(t.threads)
+    rt = resolve_runtime(t)
+    log.info("arm %s: k=%d, seed %d, runtime %s", run.arm, run.n_rephrasings, run.train_seed, rt.as_dict())
+    if rt.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    set_seed(run.train_seed)
+    tokenizer = load_tokenizer(run.model_path, padding_side="right")
+    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_path)
+    resume = resume_point(job, run)
+    log.info("loading %s (4-bit: %s)", run.model_path, t.quant.load_in_4bit)
+    model = load_base(run.model_path, run.model_dtype, t, rt)
+    trainer, recorder = build_trainer(
+        run, rt, model, tokenizer, train_ds, eval_ds, job.checkpoint_dir, job.extra_callbacks, job.progress
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    log.info(
+        "trainable params %d of %d (%.3f%%); %d planned steps",
+        trainable,
+        total,
+        100 * trainable / total,
+        planned_steps(run, len(train_ds)),
+    )
+    t_train = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_wall = time.perf_counter() - t_train
+
+    out = job.outputs
+    save_adapter(trainer.model, job.adapter_dir)
+    write_trainer_log(out["log"], recorder.rows)
+    state = trainer.state
+    summary = {
+        "arm": run.arm,
+        "n_rephrasings": run.n_rephrasings,
+        "seed": run.seed,
+        "train_seed": run.train_seed,
+        "device": rt.device,
+        "device_name": torch.cuda.get_device_name(0) if rt.device == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "runtime": rt.as_dict(),
+        "data": counts,
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": state.epoch,
+        "stopped_early": state.global_step < state.max_steps,
+        "resumed_from": resume,
+        "best_eval_loss": state.best_metric,
+        "best_checkpoint_step": _step_of(state.best_model_checkpoint),
+        "train_loss_mean": result.training_loss,
+        # TRL's count of tokens trained on in this process (prompt + completion, no padding)
+        "total_tokens": int(getattr(trainer, "_total_train_tokens", 0) or _tokens(recorder.rows)),
+        "train_wall_s": round(train_wall, 2),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        **loss_summary(recorder.rows),
+        **peak_memory(rt.device),
+        "adapter_sha256": sha256_path(out["adapter"]),
+    }
+    write_json(out["summary"], summary)
+    if not t.keep_checkpoints:
+        shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+    return summary
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else None
+
+
+def _tokens(rows: list[dict[str, Any]]) -> int:
+    """Fallback: the last cumulative token count TRL logged."""
+    counts = [r["num_tokens"] for r in rows if r.get("num_tokens")]
+    return int(max(counts)) if counts else 0
+
+
+def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
+    inputs = {
+        "train": sha256_path(P.CLEAN_TRAIN) if P.CLEAN_TRAIN.exists() else None,
+        "val": sha256_path(P.CLEAN_VAL) if P.CLEAN_VAL.exists() else None,
+    }
+    sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
+    return Job(
+        train_path=P.CLEAN_TRAIN,
+        val_path=P.CLEAN_VAL,
+        adapter_dir=P.adapter_dir(run.arm),
+        checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
+        fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
+    )
+
+
+def run_stage(cfg: DictConfig) -> dict[str, Any]:
+    run = build_settings(cfg)  # every config check, before anything is loaded
+    job = stage_job(cfg, run)
+    summary = train_arm(run, job)
+    model_manifest = Path(run.model_path) / "manifest.json"
+    out = job.outputs
+    write_manifest(
+        out["manifest"],
+        "train",
+        to_container(cfg),
+        inputs=[P.stamp("train", run.arm), job.train_path, job.val_path, model_manifest],
+        outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],
+        extra={
+            k: summary[k]
+            for k in (
+                "adapter_sha256",
+                "trainable_params",
+                "total_params",
+                "peak_rss_bytes",
+                "wall_s",
+                "train_wall_s",
+                "total_tokens",
+                "global_step",
+                "best_eval_loss",
+                "device",
+                "runtime",
+            )
+        }
+        | {k: summary[k] for k in ("peak_cuda_allocated_bytes",) if k in summary},
+    )
+    log.info(
+        "adapter for %s in %s: %s",
+        run.arm,
+        job.adapter_dir,
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("global_step", "first_train_loss", "last_train_loss", "best_eval_loss", "wall_s")
+            }
+        ),
+    )
+    return summary
+
+
+@stage_main
+def main(cfg: DictConfig) -> None:
+    run_stage(cfg)

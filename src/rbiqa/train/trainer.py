@@ -1,0 +1,209 @@
+"""TRL SFTTrainer wiring: the SFTConfig built from the settings, and a callback that records the log.
+
+Loss is on the completion only (answer + end-of-turn; see rbiqa.train.data). Batches are padding-free:
+each micro-batch is one flattened row whose per-example position_ids restart at 0. With flash-attention
+the kernels use those boundaries directly; with sdpa/eager (CPU) transformers turns them into a
+block-diagonal mask, so examples never attend to each other (tests/unit/test_train_data.py checks this).
+Curriculum arms use the Trainer's documented `train_sampling_strategy="sequential"`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from trl import SFTTrainer
+
+from rbiqa.train.model import Runtime
+from rbiqa.train.settings import RunSettings
+
+log = logging.getLogger(__name__)
+
+
+class LogRecorder(TrainerCallback):
+    """Keeps every Trainer log line, for trainer_log.csv and the progress log.
+
+    tokens_per_s divides the tokens TRL counted since the previous train log by the time spent in
+    training steps only, so evaluation and checkpointing do not dilute the throughput figure.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.max_steps = 0
+        self._step_t0: float | None = None
+        self._step_time = 0.0
+        self._last_tokens = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.max_steps = state.max_steps
+        self._step_time, self._last_tokens = 0.0, 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_t0 is not None:
+            self._step_time += time.perf_counter() - self._step_t0
+            self._step_t0 = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        row: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
+        if "loss" in logs:
+            row["train_loss"] = logs["loss"]
+            row["learning_rate"] = logs.get("learning_rate")
+            tokens = float(logs.get("num_tokens", 0.0))
+            if tokens > self._last_tokens and self._step_time > 0:
+                row["tokens_per_s"] = (tokens - self._last_tokens) / self._step_time
+            row["num_tokens"] = tokens
+            self._last_tokens, self._step_time = tokens, 0.0
+        if "eval_loss" in logs:
+            row["eval_loss"] = logs["eval_loss"]
+        if len(row) > 2:
+            self.rows.append(row)
+            shown = ", ".join(
+                f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "num_tokens") and v is not None
+            )
+            log.info("step %d/%d: %s", state.global_step, self.max_steps, shown)
+
+
+class StopAtStep(TrainerCallback):
+    """Save and stop at a given step: simulates a job killed after a checkpoint (resume tests)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class RbiqaSFTTrainer(SFTTrainer):
+    """SFTTrainer with a choice of LM head for the loss (TRL's documented extension point).
+
+    TRL always scores tokens with its fused, chunked LM head. On CUDA (Triton) it projects only the
+    labelled positions and never builds the full logits: faster and much lighter. Elsewhere it projects
+    every position and recomputes the chunks in backward, and for SmolLM2 on CPU a step measured ~1.5x
+    the CPU time of the model's own loss. With `fused_lm_head=False` the loss is the model's standard
+    causal-LM loss on the same labels (answer + end-of-turn only), so the training objective is the same.
+    """
+
+    def __init__(self, *args, fused_lm_head: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fused_lm_head = fused_lm_head
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.fused_lm_head:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # no KV cache: transformers only derives the padding-free block-diagonal mask without one
+        inputs = {**inputs, "use_cache": False}
+        result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        if model.training:
+            # the token count SFTTrainer keeps for its `num_tokens` log (tokens_per_s in trainer_log.csv)
+            if "attention_mask" in inputs:
+                n = int(inputs["attention_mask"].sum())
+            else:
+                n = int(inputs["position_ids"].size(1))
+            self._total_train_tokens += n
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return result
+
+
+def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, progress: bool = True):
+    from trl import SFTConfig
+
+    t = run.train
+    # TRL enforces no max_length with padding-free batches that are not packed; the rows are then
+    # already truncated to max_seq_len by rbiqa.train.data.tokenize.
+    max_length = t.max_seq_len if (t.packing or not t.padding_free) else None
+    return SFTConfig(
+        output_dir=str(output_dir),
+        seed=run.train_seed,
+        data_seed=run.train_seed,
+        use_cpu=rt.device == "cpu",
+        bf16=rt.mixed_precision == "bf16",
+        fp16=rt.mixed_precision == "fp16",
+        optim=rt.optim,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the total steps in transformers 5
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_checkpointing=rt.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if rt.gradient_checkpointing else None,
+        use_liger_kernel=rt.use_liger_kernel,
+        completion_only_loss=True,
+        padding_free=t.padding_free,
+        packing=t.packing,
+        packing_strategy=t.packing_strategy,
+        max_length=max_length,
+        train_sampling_strategy="sequential" if t.curriculum else "random",
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.eval_steps,  # load_best_model_at_end needs a checkpoint at every evaluation
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+
+
+def build_trainer(
+    run: RunSettings,
+    rt: Runtime,
+    model,
+    tokenizer,
+    train_ds,
+    eval_ds,
+    output_dir: Path,
+    extra_callbacks: list | None = None,
+    progress: bool = True,
+):
+    """(RbiqaSFTTrainer, LogRecorder). The trainer wraps `model` with the LoRA adapter."""
+    from rbiqa.train.model import adapter_dtype, cast_trainable, lora_config
+
+    recorder = LogRecorder()
+    callbacks: list = [recorder, *(extra_callbacks or [])]
+    if run.train.early_stopping_patience > 0:
+        callbacks.append(
+            EarlyStoppingCallback(
+                early_stopping_patience=run.train.early_stopping_patience,
+                early_stopping_threshold=run.train.early_stopping_threshold,
+            )
+        )
+    trainer = RbiqaSFTTrainer(
+        model=model,
+        fused_lm_head=rt.fused_lm_head,
+        args=sft_config(run, rt, output_dir, progress=progress),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(run.train),
+        callbacks=callbacks,
+    )
+    cast_trainable(trainer.model, adapter_dtype(rt))
+    return trainer, recorder
+
+
+def planned_steps(run: RunSettings, n_rows: int) -> int:
+    t = run.train
+    if t.max_steps > 0:
+        return t.max_steps
+    per_epoch = math.ceil(n_rows / t.per_device_train_batch_size / t.gradient_accumulation_steps)
+    return max(1, math.ceil(per_epoch * t.num_train_epochs))

@@ -1,0 +1,139 @@
+"""Tiny end-to-end training runs on CPU: the loss falls, outputs are complete, resume continues the
+same run, curriculum order is kept, and the stage writes its manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rbiqa.train.run import Job, run_stage, train_arm
+from rbiqa.train.trainer import StopAtStep
+from tests.unit._generate_fixtures import write_jsonl
+from tests.unit._train_fixtures import make_data, rows, run_settings, tiny_model
+
+LOG_HEADER = ["step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("train_run"))
+
+
+def job(tmp_path, train, val, **kw):
+    return Job(train, val, tmp_path / "adapter", tmp_path / "ckpt", fingerprint="f", progress=False, **kw)
+
+
+def read_log(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_on_a_repeated_example_lowers_the_loss(model_dir, tmp_path):
+    one = rows(1, 0)[0]
+    train = write_jsonl(tmp_path / "train.jsonl", [one | {"row_id": f"r{i}"} for i in range(16)])
+    val = write_jsonl(tmp_path / "val.jsonl", [one])
+    _, run = run_settings(
+        model_dir, "ft_k0", ["train.max_steps=8", "train.eval_steps=4", "train.early_stopping_patience=0"]
+    )
+    s = train_arm(run, job(tmp_path, train, val))
+
+    assert s["global_step"] == 8 and s["device"] == "cpu"
+    assert s["last_train_loss"] < 0.7 * s["first_train_loss"], s
+    assert s["final_eval_loss"] < s["first_eval_loss"]
+    log = read_log(tmp_path / "adapter" / "trainer_log.csv")
+    assert list(log[0]) == LOG_HEADER
+    assert [int(r["step"]) for r in log] == list(range(1, 9))
+    assert all(float(r["tokens_per_s"]) > 0 for r in log)
+    assert [r["step"] for r in log if r["eval_loss"]] == ["4", "8"]  # train + eval of a step share a row
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # B starts at 0: it moved
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 16 and cfg["use_rslora"] and len(cfg["target_modules"]) == 7
+    summary = json.loads((tmp_path / "adapter" / "train_summary.json").read_text())
+    assert summary["trainable_params"] > 0 and summary["peak_rss_bytes"] > 0 and summary["total_tokens"] > 0
+    assert not (tmp_path / "ckpt").exists()  # keep_checkpoints=false cleans the scratch dir
+
+
+def test_resume_continues_the_interrupted_run_exactly(model_dir, tmp_path):
+    """Stop after step 2 (checkpointed), resume to 4: same steps, same final weights as one straight run."""
+    train, val = make_data(tmp_path)
+    over = [
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        "train.keep_checkpoints=true",
+        "train.early_stopping_patience=0",
+        "train.lora.dropout=0.0",
+    ]
+    _, run = run_settings(model_dir, "ft_k1", over)
+
+    straight = train_arm(run, job(tmp_path / "a", train, val))
+    interrupted = train_arm(run, job(tmp_path / "b", train, val, extra_callbacks=[StopAtStep(2)]))
+    assert interrupted["global_step"] == 2
+    ckpt = tmp_path / "b" / "ckpt" / "checkpoint-2"
+    assert ckpt.exists()
+    resumed = train_arm(run, job(tmp_path / "b", train, val, resume_from=str(ckpt)))
+
+    assert resumed["resumed_from"] == str(ckpt) and resumed["global_step"] == 4
+    assert [int(r["step"]) for r in read_log(tmp_path / "b" / "adapter" / "trainer_log.csv")] == [3, 4]
+    a = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    # the last logged train loss of the resumed run is the straight run's step-4 loss
+    assert resumed["last_train_loss"] == pytest.approx(straight["last_train_loss"], rel=1e-5)
+
+
+def test_curriculum_feeds_rows_easy_to_hard(model_dir, tmp_path):
+    from rbiqa.models import load_tokenizer
+    from rbiqa.train.data import build_datasets
+    from rbiqa.train.model import load_base, resolve_runtime
+    from rbiqa.train.trainer import build_trainer
+
+    train = write_jsonl(tmp_path / "train.jsonl", rows(7, 3, difficulty_desc=True))
+    val = write_jsonl(tmp_path / "val.jsonl", rows(2, 0))
+    _, run = run_settings(model_dir, "ft_curriculum", ["train.per_device_train_batch_size=4"])
+    tok = load_tokenizer(model_dir, padding_side="right")
+    train_ds, eval_ds, _ = build_datasets(run, tok, train, val)
+    rt = resolve_runtime(run.train)
+    trainer, _ = build_trainer(
+        run,
+        rt,
+        load_base(model_dir, "float32", run.train, rt),
+        tok,
+        train_ds,
+        eval_ds,
+        tmp_path / "ckpt",
+        progress=False,
+    )
+    seen = []
+    for batch in trainer.get_train_dataloader():
+        ids, pos = batch["input_ids"][0], batch["position_ids"][0]
+        starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            text = tok.decode(ids[a:b])
+            seen.append(next(s for s in range(7) if f"rule {s} say" in text))
+    by_source = {r["source_id"]: r["estimated_difficulty"] for r in rows(7, 3, difficulty_desc=True)}
+    diffs = [by_source[f"s{s:03d}"] for s in seen]
+    assert len(diffs) == 28 and diffs == sorted(diffs)
+
+
+def test_stage_writes_outputs_and_manifest(model_dir, tmp_path, monkeypatch):
+    from rbiqa import paths as P
+
+    monkeypatch.chdir(tmp_path)
+    make_data(tmp_path / "data" / "processed")
+    cfg, _ = run_settings(model_dir, "ft_k0", ["train.max_steps=2", "train.eval_steps=2"])
+    run_stage(cfg)
+    out = P.adapter_dir("ft_k0")
+    for name in ("adapter_model.safetensors", "adapter_config.json", "trainer_log.csv", "train_summary.json"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stage"] == "train" and m["config"]["arm"]["name"] == "ft_k0"
+    assert {"data/processed/train.jsonl", "data/processed/val.jsonl"} <= set(m["inputs"])
+    assert m["extra"]["adapter_sha256"] == m["outputs"][(out / "adapter_model.safetensors").as_posix()]
+    assert m["extra"]["trainable_params"] > 0

@@ -1,0 +1,32 @@
+# Stage 4: PII, dedup, train/test contamination audit, evaluation sets.
+# Targets: P.CLEAN_TRAIN, P.CLEAN_VAL, P.eval_set_path(<set>) for each eval set, P.CLEAN_REPORT,
+# P.CONTAMINATION.
+
+
+rule clean:
+    input:
+        train=P.REPHRASE_TRAIN.as_posix(),
+        para=P.REPHRASE_TEST_PARA.as_posix(),
+        val=P.SPLIT_VAL.as_posix(),
+        test_unseen=P.SPLIT_TEST_UNSEEN.as_posix(),
+        unanswerable=P.RAW_UNANSWERABLE.as_posix(),
+        general=P.RAW_GENERAL.as_posix(),
+        stamp=stamp("clean"),
+    output:
+        train=P.CLEAN_TRAIN.as_posix(),
+        val=P.CLEAN_VAL.as_posix(),
+        eval_sets=[P.eval_set_path(s).as_posix() for s in P.EVAL_SETS],
+        removed=P.CLEAN_REMOVED.as_posix(),
+        report=P.CLEAN_REPORT.as_posix(),
+        contamination=P.CONTAMINATION.as_posix(),
+        manifest=P.CLEAN_MANIFEST.as_posix(),
+    log:
+        log_path("clean"),
+    benchmark:
+        bench_path("clean")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "python -m rbiqa.clean {HYDRA} > {log} 2>&1"

@@ -1,0 +1,74 @@
+# Stage 5: QLoRA fine-tuning, one job per fine-tuned arm (FT_ARMS: the ft_* arms of this experiment).
+# Targets: results/<arm>/adapter/{adapter_model.safetensors, adapter_config.json, trainer_log.csv,
+# train_summary.json, manifest.json}. Checkpoints go to results/<arm>/checkpoints/, a scratch dir that is
+# not an output: an interrupted job resumes from it when rerun with the same config and data, and a
+# successful one deletes it (train.keep_checkpoints).
+# GPUs: rules declare no GPU resource. profiles/slurm adds `gpu` (sbatch --gpus) for this rule through
+# set-resources; locally the job uses CUDA whenever it sees a device, CPU otherwise.
+import re
+
+TRAIN_OUTPUTS = {
+    "adapter": "adapter_model.safetensors",
+    "adapter_config": "adapter_config.json",
+    "trainer_log": "trainer_log.csv",
+    "summary": "train_summary.json",
+    "manifest": "manifest.json",
+}
+# Only fine-tuned arms have a train job; a prompting arm must not match {arm} here.
+TRAIN_ARM_PATTERN = "|".join(re.escape(a) for a in FT_ARMS) if FT_ARMS else "NO_FT_ARMS"
+
+
+rule train:
+    input:
+        train=P.CLEAN_TRAIN.as_posix(),
+        val=P.CLEAN_VAL.as_posix(),
+        model=MODEL_MANIFEST,
+        stamp=stamp("train", "{arm}"),
+    output:
+        **{
+            k: (P.adapter_dir("{arm}") / name).as_posix()
+            for k, name in TRAIN_OUTPUTS.items()
+        },
+    log:
+        log_path("train/{arm}"),
+    benchmark:
+        bench_path("train/{arm}")
+    wildcard_constraints:
+        arm=TRAIN_ARM_PATTERN,
+    # The whole 2-core box on the CPU default (torch uses `threads` intra-op threads, passed below);
+    # on a GPU node a few cores feed the data loader and the optimizer.
+    threads: 2 if EXP == "default" else 8
+    resources:
+        # CPU default: peak RSS measured ~4.6 GB (4-bit SmolLM2 + eval logits); paper: host RAM for
+        # loading and quantizing Qwen2.5-3B (the GPU memory is what the gpu resource buys).
+        mem_mb=8000 if EXP == "default" else 48000,
+        # minutes: the CPU default is budgeted at <= 6 min per arm; paper, one epoch on one GPU
+        runtime=30 if EXP == "default" else 360,
+    shell:
+        "python -m rbiqa.train {HYDRA} arm={wildcards.arm} train.threads={threads} > {log} 2>&1"
+
+
+# Optional, not part of `all`: merge the adapter into full-precision base weights (results/<arm>/merged/).
+#   snakemake --cores 2 results/ft_k3/merged/model.safetensors
+rule export:
+    input:
+        adapter=(P.adapter_dir("{arm}") / "adapter_model.safetensors").as_posix(),
+        adapter_config=(P.adapter_dir("{arm}") / "adapter_config.json").as_posix(),
+        model=MODEL_MANIFEST,
+        stamp=stamp("train", "{arm}"),
+    output:
+        model=(P.arm_dir("{arm}") / "merged" / "model.safetensors").as_posix(),
+        config=(P.arm_dir("{arm}") / "merged" / "config.json").as_posix(),
+        manifest=(P.arm_dir("{arm}") / "merged" / "manifest.json").as_posix(),
+    log:
+        log_path("export/{arm}"),
+    benchmark:
+        bench_path("export/{arm}")
+    wildcard_constraints:
+        arm=TRAIN_ARM_PATTERN,
+    threads: 2
+    resources:
+        mem_mb=4000 if EXP == "default" else 32000,
+        runtime=15 if EXP == "default" else 60,
+    shell:
+        "python -m rbiqa.train.export {HYDRA} arm={wildcards.arm} > {log} 2>&1"
