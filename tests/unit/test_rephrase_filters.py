@@ -138,6 +138,9 @@ def test_heldout_is_the_most_distinct():
             False,
         ),
         ("Can an NBFC accept demand deposits?", "Is an NBFC allowed to accept demand deposits?", False),
+        ("What was the final tranche of the CCB?", "Who decided the final tranche of the CCB?", True),
+        ("What was the final tranche of the CCB?", "When was the final tranche of the CCB due?", True),
+        ("When did the final CCB tranche apply?", "From what date did the final CCB tranche apply?", False),
     ],
 )
 def test_question_type_change(filt, orig, cand, changed):

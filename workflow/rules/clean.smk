@@ -24,9 +24,13 @@ rule clean:
         log_path("clean"),
     benchmark:
         bench_path("clean")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.clean {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.clean {params.hydra} > {log} 2>&1"

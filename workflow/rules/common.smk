@@ -2,6 +2,7 @@
 import os
 import shlex
 import sys
+from functools import lru_cache
 
 from snakemake.utils import validate
 
@@ -10,8 +11,13 @@ from rbiqa.stamps import write_stamps
 
 validate(config, "../schemas/pipeline.schema.yaml")
 
+
 # Rules call `python -m rbiqa.<stage>`: make that the interpreter running Snakemake (the project's venv)
 # for local jobs and, through sbatch's exported environment, for SLURM jobs, activated or not.
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = os.pathsep.join(
     [os.path.dirname(sys.executable), os.environ.get("PATH", "")]
 )
@@ -68,3 +74,58 @@ from rbiqa.config import compose as _compose
 
 MODEL_NAME = _compose([f"experiment={EXP}", *OVERRIDES]).model.name
 MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
+
+
+# Input functions of evaluate_generate.smk
+@lru_cache(maxsize=None)
+def _generate_arm_kind(arm):
+    """arm.kind from the composed arm config: only fewshot/rag arms read the training file."""
+    return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES]).arm.kind
+
+
+def generate_inputs(wildcards):
+    inputs = {
+        "eval_set": P.eval_set_path(wildcards.eval_set).as_posix(),
+        "model": MODEL_MANIFEST,
+        "stamp": stamp("generate", wildcards.arm),
+    }
+    if arm_kind(wildcards.arm) == "finetune":
+        adapter = P.adapter_dir(wildcards.arm)
+        inputs["adapter"] = (adapter / "adapter_model.safetensors").as_posix()
+        inputs["adapter_config"] = (adapter / "adapter_config.json").as_posix()
+    elif _generate_arm_kind(wildcards.arm) in ("fewshot", "rag"):
+        inputs["train"] = P.CLEAN_TRAIN.as_posix()
+    return inputs
+
+
+# Input functions of report.smk
+def _posix(paths):
+    return [p.as_posix() for p in paths]
+
+
+def stats_scope():
+    """Hydra overrides that pin the stats run to exactly the judgments this rule lists."""
+    arms = ",".join(ARMS)
+    sets = ",".join(EVAL_SETS)
+    return " ".join(
+        shlex.quote(o) for o in (f"stats.arms=[{arms}]", f"stats.eval_sets=[{sets}]")
+    )
+
+
+def lineage_inputs():
+    return _posix(
+        [
+            P.RAW_MANIFEST,
+            P.SPLIT_MANIFEST,
+            P.SPLIT_REPORT,
+            P.REPHRASE_MANIFEST,
+            P.CLEAN_MANIFEST,
+            P.CLEAN_REPORT,
+            P.CONTAMINATION,
+        ]
+    )
+
+
+def paper_sources():
+    sections = sorted((P.PAPER / "sections").glob("*.tex"))
+    return _posix([P.PAPER / "main.tex", P.PAPER / "refs.bib", *sections])

@@ -15,12 +15,16 @@ rule download_data:
         log_path("download_data"),
     benchmark:
         bench_path("download_data")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.download {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.download {params.hydra} > {log} 2>&1"
 
 
 rule split:
@@ -38,12 +42,16 @@ rule split:
         log_path("split"),
     benchmark:
         bench_path("split")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.split {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.split {params.hydra} > {log} 2>&1"
 
 
 rule fetch_model:
@@ -55,9 +63,13 @@ rule fetch_model:
         log_path("fetch_model"),
     benchmark:
         bench_path("fetch_model")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 2
     resources:
         mem_mb=16000,
         runtime=120,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.fetch_model {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.fetch_model {params.hydra} > {log} 2>&1"

@@ -3,30 +3,6 @@
 # Targets: P.generations(arm, eval_set) and its manifest, for each arm in ARMS and each set in EVAL_SETS.
 # The eval set is passed as a top-level `+eval_set=` override (as the judge rule does), not as a key of the
 # generate group, so the generate stamp is one per arm and covers all of its eval sets.
-from functools import lru_cache
-
-
-@lru_cache(maxsize=None)
-def _generate_arm_kind(arm):
-    """arm.kind from the composed arm config: only fewshot/rag arms read the training file."""
-    return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES]).arm.kind
-
-
-def generate_inputs(wildcards):
-    inputs = {
-        "eval_set": P.eval_set_path(wildcards.eval_set).as_posix(),
-        "model": MODEL_MANIFEST,
-        "stamp": stamp("generate", wildcards.arm),
-    }
-    if arm_kind(wildcards.arm) == "finetune":
-        adapter = P.adapter_dir(wildcards.arm)
-        inputs["adapter"] = (adapter / "adapter_model.safetensors").as_posix()
-        inputs["adapter_config"] = (adapter / "adapter_config.json").as_posix()
-    elif _generate_arm_kind(wildcards.arm) in ("fewshot", "rag"):
-        inputs["train"] = P.CLEAN_TRAIN.as_posix()
-    return inputs
-
-
 rule generate:
     input:
         unpack(generate_inputs),
@@ -37,12 +13,16 @@ rule generate:
         log_path("generate/{arm}/{eval_set}"),
     benchmark:
         bench_path("generate/{arm}/{eval_set}")
+    conda:
+        "../envs/rbiqa.yaml"
     # One thread per job: on the 2-core default, two single-threaded jobs beat one two-threaded job, and
     # an oversubscribed OpenMP pool (2 threads competing with other jobs) was measured 10x slower.
     threads: 1
     resources:
         mem_mb=4000 if EXP == "default" else 24000,
         runtime=30 if EXP == "default" else 120,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.generate {HYDRA} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
+        "python -m rbiqa.generate {params.hydra} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
         " > {log} 2>&1"

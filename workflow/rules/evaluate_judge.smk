@@ -29,12 +29,16 @@ rule judge:
         log_path("judge/{arm}/{eval_set}"),
     benchmark:
         bench_path("judge/{arm}/{eval_set}")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.judge {HYDRA} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
+        "python -m rbiqa.judge {params.hydra} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
         " > {log} 2>&1"
 
 
@@ -51,9 +55,13 @@ rule judge_agreement:
         log_path("judge_agreement"),
     benchmark:
         bench_path("judge_agreement")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.judge.agreement {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.judge.agreement {params.hydra} > {log} 2>&1"

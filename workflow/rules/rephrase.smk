@@ -31,9 +31,13 @@ rule rephrase:
         log_path("rephrase"),
     benchmark:
         bench_path("rephrase")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.rephrase {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.rephrase {params.hydra} > {log} 2>&1"

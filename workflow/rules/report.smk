@@ -15,38 +15,6 @@ localrules:
     report,
 
 
-def _posix(paths):
-    return [p.as_posix() for p in paths]
-
-
-def stats_scope():
-    """Hydra overrides that pin the stats run to exactly the judgments this rule lists."""
-    arms = ",".join(ARMS)
-    sets = ",".join(EVAL_SETS)
-    return " ".join(
-        shlex.quote(o) for o in (f"stats.arms=[{arms}]", f"stats.eval_sets=[{sets}]")
-    )
-
-
-def lineage_inputs():
-    return _posix(
-        [
-            P.RAW_MANIFEST,
-            P.SPLIT_MANIFEST,
-            P.SPLIT_REPORT,
-            P.REPHRASE_MANIFEST,
-            P.CLEAN_MANIFEST,
-            P.CLEAN_REPORT,
-            P.CONTAMINATION,
-        ]
-    )
-
-
-def paper_sources():
-    sections = sorted((P.PAPER / "sections").glob("*.tex"))
-    return _posix([P.PAPER / "main.tex", P.PAPER / "refs.bib", *sections])
-
-
 rule stats:
     input:
         stamp("stats"),
@@ -60,14 +28,17 @@ rule stats:
         log_path("stats"),
     benchmark:
         bench_path("stats")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
     params:
+        hydra=HYDRA,
         scope=stats_scope(),
     shell:
-        "python -m rbiqa.stats {HYDRA} {params.scope} > {log} 2>&1"
+        "python -m rbiqa.stats {params.hydra} {params.scope} > {log} 2>&1"
 
 
 rule figures:
@@ -88,12 +59,16 @@ rule figures:
         log_path("figures"),
     benchmark:
         bench_path("figures")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.figures {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.figures {params.hydra} > {log} 2>&1"
 
 
 rule report:
@@ -108,9 +83,13 @@ rule report:
         log_path("report"),
     benchmark:
         bench_path("report")
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.report {HYDRA} > {log} 2>&1"
+        "python -m rbiqa.report {params.hydra} > {log} 2>&1"

@@ -35,6 +35,8 @@ rule train:
         bench_path("train/{arm}")
     wildcard_constraints:
         arm=TRAIN_ARM_PATTERN,
+    conda:
+        "../envs/rbiqa.yaml"
     # The whole 2-core box on the CPU default (torch uses `threads` intra-op threads, passed below);
     # on a GPU node a few cores feed the data loader and the optimizer.
     threads: 2 if EXP == "default" else 8
@@ -44,8 +46,10 @@ rule train:
         mem_mb=8000 if EXP == "default" else 48000,
         # minutes: the CPU default is budgeted at <= 6 min per arm; paper, one epoch on one GPU
         runtime=30 if EXP == "default" else 360,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.train {HYDRA} arm={wildcards.arm} train.threads={threads} > {log} 2>&1"
+        "python -m rbiqa.train {params.hydra} arm={wildcards.arm} train.threads={threads} > {log} 2>&1"
 
 
 # Optional, not part of `all`: merge the adapter into full-precision base weights (results/<arm>/merged/).
@@ -66,9 +70,13 @@ rule export:
         bench_path("export/{arm}")
     wildcard_constraints:
         arm=TRAIN_ARM_PATTERN,
+    conda:
+        "../envs/rbiqa.yaml"
     threads: 2
     resources:
         mem_mb=4000 if EXP == "default" else 32000,
         runtime=15 if EXP == "default" else 60,
+    params:
+        hydra=HYDRA,
     shell:
-        "python -m rbiqa.train.export {HYDRA} arm={wildcards.arm} > {log} 2>&1"
+        "python -m rbiqa.train.export {params.hydra} arm={wildcards.arm} > {log} 2>&1"

@@ -12,7 +12,8 @@ Each check returns a reason code; a candidate is accepted only with no reasons. 
 - answer_leak: introduces a number, or many content words, taken from the reference answer
 - not_question: does not read as a question (no '?', no interrogative/imperative opening)
 - question_type_changed: a wh-question became a yes/no question or the reverse ("How did RBI cut the
-  CRR?" -> "Did RBI cut the CRR?"): it no longer asks for the same thing
+  CRR?" -> "Did RBI cut the CRR?"), or a who/when/where/why appeared ("What was the final tranche?" ->
+  "Who decided the final tranche?"): it no longer asks for the same thing
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ REASONS = (
 )
 
 WH_WORDS = frozenset("what which who whom whose when where why how".split())
+ANSWER_TYPE_WH = frozenset("who whom whose when where why".split())
 YES_NO_OPENERS = frozenset(
     "is are was were can could does do did should shall will would may must has have had".split()
 )
@@ -183,7 +185,9 @@ class ParaphraseFilter:
             reasons.append("not_question")
         else:
             qt_o, qt_c = question_type(original), question_type(cand)
-            if qt_o and qt_c and qt_o != qt_c:
+            # a new who/when/where/why asks for a person, time, place or reason the original did not
+            new_wh = (set(T.words(cand)) & ANSWER_TYPE_WH) - set(T.words(original))
+            if (qt_o and qt_c and qt_o != qt_c) or new_wh:
                 reasons.append("question_type_changed")
         return reasons
 
