@@ -59,7 +59,7 @@ def build_synthetic(name: str, dest: Path) -> Path:
         raise SystemExit(f"unknown --synthetic {name!r}; known: qwen2_5_3b")
     if (dest / "config.json").exists():
         return dest
-    cfg = Qwen2Config(**QWEN2_5_3B, torch_dtype="bfloat16")
+    cfg = Qwen2Config(**QWEN2_5_3B, dtype="bfloat16")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):

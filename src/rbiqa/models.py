@@ -31,7 +31,10 @@ def bnb_config(quant: Any | None):
 
     compute = quant.get("compute_dtype", "bfloat16")
     if compute == "auto":
-        compute = "bfloat16" if device() == "cpu" or torch.cuda.is_bf16_supported() else "float16"
+        # CPU: float32 (bnb's bf16 NF4 matmul measured ~6x slower on an AVX2 CPU without native bf16)
+        compute = (
+            "float32" if device() == "cpu" else ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+        )
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
