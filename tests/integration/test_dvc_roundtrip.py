@@ -6,6 +6,7 @@ interrupted push can be retried without loss, and the API key never enters an ar
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -15,7 +16,15 @@ import pytest
 
 from tests.conftest import REPO, make_workspace, run_cmd
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Opt-in until it has passed end to end once (it runs the whole tiny pipeline, ~10-30 min on 2 cores):
+    # `make test-dvc` or RBIQA_DVC_E2E=1. Tracked as open work in the DVC issue.
+    pytest.mark.skipif(
+        os.environ.get("RBIQA_DVC_E2E") != "1",
+        reason="DVC round trip is opt-in until verified end to end: set RBIQA_DVC_E2E=1 or run `make test-dvc`",
+    ),
+]
 
 SECRET = "AIzaSy-test-secret-0123456789abcdef"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "experiment=tiny"]
@@ -78,7 +87,9 @@ def test_pull_then_regenerate_does_not_retrain(origin):
 
     # A real change to the judge config reruns judge onwards, and not training or generation.
     cfg = clone / "conf/judge/reference.yaml"
-    cfg.write_text(cfg.read_text() + "\nbatch_size: 17   # changed by the round-trip test\n")
+    text, n = re.subn(r"^batch_size: \d+", "batch_size: 17", cfg.read_text(), flags=re.M)
+    assert n == 1, "conf/judge/reference.yaml has no batch_size key to change"
+    cfg.write_text(text)
     dry = run_cmd([*SNAKEMAKE, "-n"], cwd=clone, timeout=300)
     planned = rules_run(dry.stdout + dry.stderr)
     assert "judge" in planned and "report" in planned
@@ -110,7 +121,7 @@ def test_interrupted_push_can_be_retried(origin):
     assert "missing" in status.stdout or "new" in status.stdout
     run_cmd([*DVC, "push", "-r", "partial"], cwd=origin["ws"], timeout=600)
     status = run_cmd([*DVC, "status", "-c", "-r", "partial"], cwd=origin["ws"], timeout=300)
-    assert "up to date" in status.stdout.lower()
+    assert "in sync" in status.stdout.lower()
     clone = fresh_clone(origin, "after-retry")
     run_cmd([*DVC, "pull", "-r", "partial"], cwd=clone, timeout=600)
     assert (clone / "results/ft_k1/adapter/adapter_model.safetensors").exists()
