@@ -7,6 +7,7 @@ from functools import lru_cache
 from snakemake.utils import validate
 
 from rbiqa import paths as P
+from rbiqa.config import compose as _compose
 from rbiqa.stamps import write_stamps
 
 validate(config, "../schemas/pipeline.schema.yaml")
@@ -70,8 +71,6 @@ def bench_path(name):
 
 
 # The base model of this experiment, known at DAG time (composition is offline and takes ~0.2 s).
-from rbiqa.config import compose as _compose
-
 MODEL_NAME = _compose([f"experiment={EXP}", *OVERRIDES]).model.name
 MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
 
