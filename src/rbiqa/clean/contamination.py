@@ -46,11 +46,7 @@ class ContaminationConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> ContaminationConfig:
-        cfg = dict(cfg)
-        unknown = set(cfg) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown clean.contamination keys: {sorted(unknown)}")
-        return cls(**{**cfg, "seed": seed})
+        return S.strict_config(cls, cfg, seed, "contamination")
 
     def n_for(self, n_words: int) -> int:
         return self.ngram_n if n_words >= self.long_min_words else self.short_ngram_n

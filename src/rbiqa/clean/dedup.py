@@ -32,11 +32,7 @@ class DedupConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int) -> DedupConfig:
-        cfg = dict(cfg)
-        unknown = set(cfg) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown clean.dedup keys: {sorted(unknown)}")
-        return cls(**{**cfg, "seed": seed})
+        return S.strict_config(cls, cfg, seed, "dedup")
 
 
 def priority(row: Mapping[str, Any]) -> tuple[int, int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from datasketch import MinHash
 
@@ -69,3 +70,12 @@ def minhashes(shingle_sets: Sequence[set[int]], num_perm: int, seed: int) -> lis
     if not sets:
         return []
     return list(MinHash.bulk(sets, num_perm=num_perm, seed=seed, hashfunc=_identity))
+
+
+def strict_config(cls, cfg: Mapping[str, Any], seed: int, section: str):
+    """Build a dataclass config from a Hydra mapping, rejecting unknown keys (a typo must not be ignored)."""
+    cfg = dict(cfg)
+    unknown = set(cfg) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown clean.{section} keys: {sorted(unknown)}")
+    return cls(**{**cfg, "seed": seed})

@@ -21,6 +21,13 @@ from rbiqa.figures.texfmt import (
 )
 
 
+def _body(header: list[str], rows: list[list[str]]) -> str:
+    """Table rows, or one spanning 'no rows' line so an empty table still compiles and says why."""
+    if not rows:
+        return rf"\multicolumn{{{len(header)}}}{{c}}{{\emph{{no rows: nothing of this kind ran}}}} \\"
+    return "\n".join(" & ".join(r) + r" \\" for r in rows)
+
+
 def tabular(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -29,11 +36,7 @@ def tabular(
     label: str,
     note: str = "",
 ) -> str:
-    body = (
-        "\n".join(" & ".join(r) + r" \\" for r in rows)
-        if rows
-        else (rf"\multicolumn{{{len(header)}}}{{c}}{{\emph{{no rows: nothing of this kind ran}}}} \\")
-    )
+    body = _body(header, rows)
     return "\n".join(
         [
             r"\begin{table}[htbp]",
@@ -62,11 +65,7 @@ def longtable(
     note: str = "",
 ) -> str:
     head = " & ".join(header) + r" \\"
-    body = (
-        "\n".join(" & ".join(r) + r" \\" for r in rows)
-        if rows
-        else (rf"\multicolumn{{{len(header)}}}{{c}}{{\emph{{no rows: nothing of this kind ran}}}} \\")
-    )
+    body = _body(header, rows)
     return "\n".join(
         [
             r"{\footnotesize\setlength{\tabcolsep}{4pt}",
