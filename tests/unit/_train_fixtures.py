@@ -65,6 +65,9 @@ def run_settings(model_dir: Path, arm: str = "ft_k3", overrides: list[str] | Non
             "train.learning_rate=1e-2",
             "train.warmup_ratio=0.0",
             "train.threads=1",
+            # the synthetic byte-level tokenizer (used when the real model is not fetched, as in CI) spends
+            # ~2x the real one's tokens on the system prompt: 256 would truncate the answers
+            "train.max_seq_len=1024",
             *(overrides or []),
         ]
     )
