@@ -91,7 +91,7 @@ def write_project(root: Path, n: int, failed_generation: set[str] = frozenset())
 
 def run_in_process(base_url: str, extra=()):
     cfg = compose(["arm=base", "+eval_set=test_unseen", *FAST, f"judge.base_url={base_url}", *extra])
-    return judge_main(cfg)
+    return judge_main(cfg)["test_unseen"]
 
 
 @pytest.fixture

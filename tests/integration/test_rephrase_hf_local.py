@@ -41,7 +41,7 @@ def model_and_tok():
 
 def test_prefix_cache_matches_chat_generate_greedy(model_and_tok):
     from rbiqa.models import chat_generate
-    from rbiqa.rephrase.hf_generate import PrefixCachedSampler
+    from rbiqa.prefix_decoding import PrefixCachedSampler
     from rbiqa.rephrase.prompts import load_prompt
 
     model, tok = model_and_tok
@@ -56,7 +56,7 @@ def test_prefix_cache_matches_chat_generate_greedy(model_and_tok):
 
 
 def test_sample_independent_of_batch(model_and_tok):
-    from rbiqa.rephrase.hf_generate import PrefixCachedSampler
+    from rbiqa.prefix_decoding import PrefixCachedSampler
     from rbiqa.rephrase.prompts import load_prompt
 
     model, tok = model_and_tok

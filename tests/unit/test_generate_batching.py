@@ -92,3 +92,56 @@ def test_batched_equals_one_by_one_real_smollm2():
     model, tok = load_causal_lm(REAL_MODEL), load_tokenizer(REAL_MODEL, padding_side="left")
     out = check_batch_invariance(model, tok, max_new_tokens=16, batch_size=len(QUESTIONS))
     assert all(r["text"] for r in out)
+
+
+def mixed_prefix_conversations():
+    """Two prompt shapes in one batch, as the few-shot arm has: system only, and system + one solved
+    example; the stage's decoder groups them by everything before the last user turn."""
+    shot = [{"role": "user", "content": "What is CRR?"}, {"role": "assistant", "content": "A reserve ratio."}]
+    convs = conversations()
+    return [c if i % 2 else [c[0], *shot, c[1]] for i, c in enumerate(convs)]
+
+
+def check_prefix_decoding_matches(model, tok, max_new_tokens: int):
+    from rbiqa.prefix_decoding import PrefixGroupedGreedy
+
+    convs = mixed_prefix_conversations()
+    decoder = PrefixGroupedGreedy(model, tok, max_new_tokens)
+    ours = decoder(convs)
+    ref = chat_generate(model, tok, convs, max_new_tokens=max_new_tokens, batch_size=1, progress=False)
+    assert len(decoder.samplers) == 2, "one cached prefix per prompt shape"
+    for i, (o, r) in enumerate(zip(ours, ref, strict=True)):
+        assert o["n_prompt_tokens"] == r["n_prompt_tokens"], i
+        assert o["text"] == r["text"], f"item {i}: {o['text']!r} != {r['text']!r}"
+        assert o["n_new_tokens"] <= max_new_tokens
+    again = decoder(list(reversed(convs)))  # reuses the cached prefixes; order and batch mix do not matter
+    assert [o["text"] for o in again] == [r["text"] for r in reversed(ref)]
+    return ours
+
+
+def test_prefix_cached_greedy_equals_generate_tiny(tiny):
+    model, tok = tiny
+    out = check_prefix_decoding_matches(model, tok, max_new_tokens=12)
+    assert any(r["n_new_tokens"] > 0 for r in out)
+
+
+def test_prefix_decoding_detects_a_wrong_prefix(tiny):
+    """Negative control: a cache built from a different system prompt changes the answers, so the
+    comparison above would catch a prefix cache that did not match its prompts."""
+    from rbiqa.prefix_decoding import PrefixCachedSampler
+
+    model, tok = tiny
+    users = [c[-1]["content"] for c in conversations()]
+    right = PrefixCachedSampler(model, tok, conversations()[0][:1], stop_at_newline=False)
+    wrong = PrefixCachedSampler(model, tok, [{"role": "system", "content": "Reply in French."}], False)
+    a = right.generate(users, [0] * len(users), 12, do_sample=False)
+    b = wrong.generate(users, [0] * len(users), 12, do_sample=False)
+    assert [x["text"] for x in a] != [x["text"] for x in b]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_real_model(), reason=f"no converted SmolLM2 at {REAL_MODEL}")
+def test_prefix_cached_greedy_equals_generate_real_smollm2():
+    model, tok = load_causal_lm(REAL_MODEL), load_tokenizer(REAL_MODEL, padding_side="left")
+    out = check_prefix_decoding_matches(model, tok, max_new_tokens=16)
+    assert all(r["text"] for r in out)

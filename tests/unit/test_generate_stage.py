@@ -46,24 +46,17 @@ def ws(tmp_path, monkeypatch, tiny_model) -> Path:
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts model.generate calls (one per batch) and records every prompt sent to the model."""
+    """Counts batches sent to the model (one decoder call each, whichever decoder the config selects)
+    and records every prompt sent."""
     log = {"generate": 0, "prompts": []}
-    real = chat_generate
+    real = stage.LazyModel.__call__
 
-    def counting(model, tok, conversations, **kw):
-        if not getattr(model, "_counted", False):
-            inner = model.generate
-
-            def gen(*a, **k):
-                log["generate"] += 1
-                return inner(*a, **k)
-
-            model.generate = gen
-            model._counted = True
+    def counting(self, conversations):
+        log["generate"] += 1
         log["prompts"].extend(c[-1]["content"] for c in conversations)
-        return real(model, tok, conversations, **kw)
+        return real(self, conversations)
 
-    monkeypatch.setattr(stage.models, "chat_generate", counting)
+    monkeypatch.setattr(stage.LazyModel, "__call__", counting)
     return log
 
 
@@ -139,15 +132,25 @@ def test_resume_after_kill_repeats_no_finished_item(tiny_model, tmp_path):
 
 
 def poison(monkeypatch, marker: str = "capital of France"):
-    """Make any batch that contains `marker` raise, as a real generation failure would."""
-    real = stage.models.chat_generate
+    """Make any batch that contains `marker` raise in either decoder, as a real generation failure would."""
+    from rbiqa.prefix_decoding import PrefixGroupedGreedy
 
-    def flaky(model, tok, conversations, **kw):
+    def check(conversations):
         if any(marker in c[-1]["content"] for c in conversations):
             raise RuntimeError("simulated CUDA error: device-side assert")
+
+    real, real_prefix = stage.models.chat_generate, PrefixGroupedGreedy.__call__
+
+    def flaky(model, tok, conversations, **kw):
+        check(conversations)
         return real(model, tok, conversations, **kw)
 
+    def flaky_prefix(self, conversations):
+        check(conversations)
+        return real_prefix(self, conversations)
+
     monkeypatch.setattr(stage.models, "chat_generate", flaky)
+    monkeypatch.setattr(PrefixGroupedGreedy, "__call__", flaky_prefix)
 
 
 def test_failed_item_is_an_error_not_an_answer(ws, tiny_model, monkeypatch):
@@ -299,3 +302,41 @@ def test_cli_reports_bad_input_and_exits_nonzero(tmp_path):
     )
     assert proc.returncode != 0
     assert "data/processed/eval/general.jsonl does not exist" in proc.stderr
+
+
+def test_one_job_answers_every_listed_eval_set_with_one_model_load(ws, tiny_model, calls, monkeypatch):
+    """The pipeline's per-arm job: `+eval_sets=[...]` (which wins over `+eval_set`) writes one file and
+    one manifest per set, each naming only its own eval set as input, and loads the weights once."""
+    write_jsonl(P.eval_set_path("unanswerable"), eval_rows("unanswerable", 4))
+    loads = []
+    real_load = stage.LazyModel.load
+    monkeypatch.setattr(stage.LazyModel, "load", lambda self: (loads.append(1), real_load(self))[-1])
+    extras = stage.run(compose_cfg("base", EVAL_SET, tiny_model, ["+eval_sets=[unanswerable,test_unseen]"]))
+    assert list(extras) == ["unanswerable", "test_unseen"] and loads == [1]
+    for eval_set, n in (("unanswerable", 4), (EVAL_SET, N_ITEMS)):
+        rows = read_jsonl(P.generations("base", eval_set))
+        assert len(rows) == n and {r["eval_set"] for r in rows} == {eval_set}
+        inputs = set(read_json(P.manifest_for(P.generations("base", eval_set)))["inputs"])
+        assert P.eval_set_path(eval_set).as_posix() in inputs
+        other = "unanswerable" if eval_set == EVAL_SET else EVAL_SET
+        assert P.eval_set_path(other).as_posix() not in inputs
+    assert calls["generate"] == 2 + 3  # ceil(4/3) + ceil(7/3) batches
+
+
+@pytest.mark.parametrize("sets", ["[test_unseen,dev]", "[test_unseen,test_unseen]", "[]"])
+def test_a_bad_eval_set_list_fails_before_any_answer(ws, tiny_model, calls, sets):
+    with pytest.raises(InputError, match="eval set|eval_sets"):
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model, [f"+eval_sets={sets}"]))
+    assert calls["generate"] == 0 and not P.generations("base", EVAL_SET).exists()
+
+
+@pytest.mark.parametrize("arm", ["base", "base_fewshot"])
+def test_prefix_cached_and_plain_decoding_give_the_same_answers(ws, tiny_model, arm):
+    """The default decoder (shared prefix encoded once) against model.generate, through the stage; their
+    caches are kept apart (the decoder is part of the key), so the second run really decodes again."""
+    plain = run(arm, tiny_model, ["generate.prefix_cache=false"])
+    cached = run(arm, tiny_model)
+    assert [r["answer"] for r in cached] == [r["answer"] for r in plain]
+    assert [r["n_prompt_tokens"] for r in cached] == [r["n_prompt_tokens"] for r in plain]
+    fresh = read_json(P.manifest_for(P.generations(arm, EVAL_SET)))["extra"]
+    assert fresh["n_generated"] == N_ITEMS and fresh["n_cached"] == 0

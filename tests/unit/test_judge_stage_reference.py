@@ -28,7 +28,7 @@ def test_reference_judge_job_and_cached_rerun(tmp_path, monkeypatch):
     write_inputs(tmp_path, "base", "test_unseen", items, gens)
     cfg = compose(["arm=base", "+eval_set=test_unseen"])
 
-    extra = main(cfg)
+    extra = main(cfg)["test_unseen"]
     rows = read_jsonl(P.judgments("base", "test_unseen"))
     assert [r["item_id"] for r in rows] == [i.item_id for i in items]
     assert [r["score"] for r in rows] == [1, 0, None, 0]
@@ -51,7 +51,7 @@ def test_reference_judge_job_and_cached_rerun(tmp_path, monkeypatch):
         manifest["inputs"]
     )
 
-    again = main(cfg)  # rerun: everything from the cache
+    again = main(cfg)["test_unseen"]  # rerun: everything from the cache
     assert again["counts"]["cache_hits"] == 3 and again["counts"]["judge_calls"] == 0
     assert read_jsonl(P.judgments("base", "test_unseen")) == rows
 
@@ -74,3 +74,37 @@ def test_unanswerable_set_is_judged_for_abstention(tmp_path, monkeypatch):
     rows = read_jsonl(P.judgments("base", "unanswerable"))
     assert [r["score"] for r in rows] == [1, 0]
     assert all(r["reasoning"].startswith("abstention detector") for r in rows)
+
+
+def test_one_job_judges_every_listed_eval_set(tmp_path, monkeypatch):
+    """The pipeline's per-arm job: `+eval_sets=[...]` judges each set into its own file and manifest,
+    with one backend for all of them; a set that is not an eval set fails before anything is judged."""
+    import pytest
+
+    import rbiqa.judge.stage as stage
+    from rbiqa.io import InputError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / P.stamp("judge")).parent.mkdir(parents=True)
+    (tmp_path / P.stamp("judge")).write_text("judge: {}\n")
+    for eval_set in ("test_unseen", "unanswerable"):
+        items = eval_items(eval_set, 2)
+        gens = [generation(i, "base", "I do not know of such a rule.") for i in items]
+        write_inputs(tmp_path, "base", eval_set, items, gens)
+    backends = []
+    real = stage.make_backend
+    monkeypatch.setattr(stage, "make_backend", lambda cfg: backends.append(1) or real(cfg))
+
+    with pytest.raises(InputError, match="'dev'"):
+        main(compose(["arm=base", "+eval_sets=[test_unseen,dev]"]))
+    assert not P.judgments("base", "test_unseen").exists()
+
+    extras = main(compose(["arm=base", "+eval_sets=[test_unseen,unanswerable]"]))
+    assert list(extras) == ["test_unseen", "unanswerable"] and backends == [1]
+    for eval_set in extras:
+        rows = read_jsonl(P.judgments("base", eval_set))
+        assert [r["item_id"] for r in rows] == [i.item_id for i in eval_items(eval_set, 2)]
+        assert read_json(P.manifest_for(P.judgments("base", eval_set)))["extra"]["eval_set"] == eval_set
+    # the abstention task scores "I do not know" as right, the fact task as not an answer
+    assert [r["score"] for r in read_jsonl(P.judgments("base", "unanswerable"))] == [1, 1]
+    assert extras["test_unseen"]["counts"]["ok"] == 2

@@ -33,6 +33,8 @@ EVAL_SETS = list(config["eval_sets"])
 OVERRIDES = list(config.get("overrides", []))
 # Hydra arguments every stage gets: the experiment (scale) and any user overrides.
 HYDRA = " ".join(shlex.quote(a) for a in [f"experiment={EXP}", *OVERRIDES])
+# The eval sets a generate/judge job (one per arm) handles, as one quoted Hydra override.
+EVAL_SETS_OVERRIDE = shlex.quote(f"+eval_sets=[{','.join(EVAL_SETS)}]")
 
 
 def arm_kind(arm):
@@ -45,7 +47,6 @@ FT_ARMS = [a for a in ARMS if arm_kind(a) == "finetune"]
 
 wildcard_constraints:
     arm="|".join(ARMS) if ARMS else "NO_ARMS",
-    eval_set="|".join(EVAL_SETS),
 
 
 # Content-based config triggers (rbiqa.stamps), written only in the main process: cluster jobs re-parse
@@ -84,7 +85,7 @@ def _generate_arm_kind(arm):
 
 def generate_inputs(wildcards):
     inputs = {
-        "eval_set": P.eval_set_path(wildcards.eval_set).as_posix(),
+        "eval_sets": [P.eval_set_path(e).as_posix() for e in EVAL_SETS],
         "model": MODEL_MANIFEST,
         "stamp": stamp("generate", wildcards.arm),
     }

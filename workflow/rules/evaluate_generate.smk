@@ -1,18 +1,19 @@
-# Stage 6: answer every eval set with every arm. One job = one arm x one eval set, so a new arm or a
-# changed eval set reruns only its own jobs; the model is loaded once per job.
+# Stage 6: answer every eval set with every arm. One job = one arm, all eval sets: importing torch and
+# loading + NF4-round-tripping the weights cost about as much as answering one set on CPU, so they are paid
+# once per arm. A changed eval set reruns the arm's job, whose per-item cache answers the unchanged sets.
 # Targets: P.generations(arm, eval_set) and its manifest, for each arm in ARMS and each set in EVAL_SETS.
-# The eval set is passed as a top-level `+eval_set=` override (as the judge rule does), not as a key of the
+# The sets are passed as a top-level `+eval_sets=` override (as the judge rule does), not as a key of the
 # generate group, so the generate stamp is one per arm and covers all of its eval sets.
 rule generate:
     input:
         unpack(generate_inputs),
     output:
-        generations=P.generations("{arm}", "{eval_set}").as_posix(),
-        manifest=P.manifest_for(P.generations("{arm}", "{eval_set}")).as_posix(),
+        generations=[P.generations("{arm}", e).as_posix() for e in EVAL_SETS],
+        manifests=[P.manifest_for(P.generations("{arm}", e)).as_posix() for e in EVAL_SETS],
     log:
-        log_path("generate/{arm}/{eval_set}"),
+        log_path("generate/{arm}"),
     benchmark:
-        bench_path("generate/{arm}/{eval_set}")
+        bench_path("generate/{arm}")
     conda:
         "../envs/rbiqa.yaml"
     # One thread per job: on the 2-core default, two single-threaded jobs beat one two-threaded job, and
@@ -20,9 +21,9 @@ rule generate:
     threads: 1
     resources:
         mem_mb=4000 if EXP == "default" else 24000,
-        runtime=30 if EXP == "default" else 120,
+        runtime=60 if EXP == "default" else 240,
     params:
         hydra=HYDRA,
+        eval_sets=EVAL_SETS_OVERRIDE,
     shell:
-        "python -m rbiqa.generate {params.hydra} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
-        " > {log} 2>&1"
+        "python -m rbiqa.generate {params.hydra} arm={wildcards.arm} {params.eval_sets} > {log} 2>&1"

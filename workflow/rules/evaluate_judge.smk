@@ -16,19 +16,21 @@ localrules:
     judge_agreement,
 
 
+# One job = one arm, all eval sets: the reference judge's embedding model (or the API client) is set up
+# once per arm rather than once per set.
 rule judge:
     input:
-        generations=P.generations("{arm}", "{eval_set}").as_posix(),
-        eval_set=P.eval_set_path("{eval_set}").as_posix(),
+        generations=[P.generations("{arm}", e).as_posix() for e in EVAL_SETS],
+        eval_sets=[P.eval_set_path(e).as_posix() for e in EVAL_SETS],
         deciders=JUDGE_DECIDERS,
         stamp=stamp("judge"),
     output:
-        judgments=P.judgments("{arm}", "{eval_set}").as_posix(),
-        manifest=P.manifest_for(P.judgments("{arm}", "{eval_set}")).as_posix(),
+        judgments=[P.judgments("{arm}", e).as_posix() for e in EVAL_SETS],
+        manifests=[P.manifest_for(P.judgments("{arm}", e)).as_posix() for e in EVAL_SETS],
     log:
-        log_path("judge/{arm}/{eval_set}"),
+        log_path("judge/{arm}"),
     benchmark:
-        bench_path("judge/{arm}/{eval_set}")
+        bench_path("judge/{arm}")
     conda:
         "../envs/rbiqa.yaml"
     threads: 1
@@ -37,9 +39,9 @@ rule judge:
         runtime=60,
     params:
         hydra=HYDRA,
+        eval_sets=EVAL_SETS_OVERRIDE,
     shell:
-        "python -m rbiqa.judge {params.hydra} arm={wildcards.arm} +eval_set={wildcards.eval_set}"
-        " > {log} 2>&1"
+        "python -m rbiqa.judge {params.hydra} arm={wildcards.arm} {params.eval_sets} > {log} 2>&1"
 
 
 rule judge_agreement:

@@ -44,6 +44,12 @@ def weights_plan(g: DictConfig) -> dict[str, Any]:
     return {"mode": mode, "quant": quant if mode == "roundtrip" else None}
 
 
+def uses_prefix_decoding(g: DictConfig) -> bool:
+    """Greedy answers without extra generate() options go through rbiqa.prefix_decoding (same tokens,
+    the shared system/few-shot prefix encoded once); anything else through model.generate."""
+    return bool(g.get("prefix_cache", True)) and not g.do_sample and not g.get("generate_kwargs")
+
+
 class LazyModel:
     """Loads model + tokenizer on the first call, so fully cached runs never touch the weights."""
 
@@ -53,6 +59,7 @@ class LazyModel:
         self.load_seconds = 0.0
         self.merged = False
         self.n_roundtrip = 0
+        self.prefix_decoder = None
 
     def load(self) -> None:
         t0 = time.perf_counter()
@@ -100,6 +107,12 @@ class LazyModel:
             except Exception as e:
                 raise FatalGenerationError(f"cannot load the model for {self.cfg.arm.name}: {e}") from e
         g = self.cfg.generate
+        if uses_prefix_decoding(g):
+            if self.prefix_decoder is None:
+                from rbiqa.prefix_decoding import PrefixGroupedGreedy
+
+                self.prefix_decoder = PrefixGroupedGreedy(self.model, self.tokenizer, int(g.max_new_tokens))
+            return self.prefix_decoder(conversations)
         return models.chat_generate(
             self.model,
             self.tokenizer,

@@ -1,4 +1,5 @@
-"""Orchestration of one generation job (arm x eval set): inputs, prompts, model, cache, outputs.
+"""Orchestration of one generation job (an arm, one or more eval sets): inputs, prompts, model, cache,
+outputs.
 
 The model is loaded only when some item is not cached, so a rerun whose answers are all cached makes no
 model call and does not even read the weights.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from rbiqa.generate.inputs import (
     load_eval_items,
     load_train_originals,
 )
-from rbiqa.generate.loader import LazyModel, model_fingerprint, weights_plan
+from rbiqa.generate.loader import LazyModel, model_fingerprint, uses_prefix_decoding, weights_plan
 from rbiqa.generate.prompts import base_messages, fewshot_messages, rag_messages
 from rbiqa.generate.retrieval import BM25Retriever
 from rbiqa.generate.runner import Job, RunStats, run_jobs
@@ -36,9 +38,15 @@ from rbiqa.schemas import EvalItem, Generation
 log = logging.getLogger(__name__)
 
 
-def selected_eval_set(cfg: DictConfig) -> str:
-    """`+eval_set=<set>` (top level, as the rule passes it), else `generate.eval_set`."""
-    return check_eval_set(cfg.get("eval_set") or cfg.generate.get("eval_set"))
+def selected_eval_sets(cfg: DictConfig) -> list[str]:
+    """`+eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `generate.eval_set`."""
+    many = cfg.get("eval_sets")
+    if many is not None:
+        sets = [check_eval_set(str(e)) for e in many]
+        if not sets or len(set(sets)) != len(sets):
+            raise InputError(f"eval_sets must be a non-empty list without repeats, got {list(many)}")
+        return sets
+    return [check_eval_set(cfg.get("eval_set") or cfg.generate.get("eval_set"))]
 
 
 def build_prompts(
@@ -81,6 +89,8 @@ def build_prompts(
 def decode_fingerprint(cfg: DictConfig, model_fp: str, adapter_fp: str | None, plan: dict) -> str:
     g = cfg.generate
     decode = {
+        # the two decoders give the same greedy tokens in tests, but not provably bit for bit: keep apart
+        "decoder": "prefix_cached" if uses_prefix_decoding(g) else "hf_generate",
         "max_new_tokens": g.max_new_tokens,
         "do_sample": g.do_sample,
         "generate_kwargs": OmegaConf.to_container(g.generate_kwargs, resolve=True)
@@ -121,27 +131,27 @@ def to_generation(
     return Generation(**fields)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    t_start = time.perf_counter()
+@dataclass
+class ArmContext:
+    """What every eval set of one arm shares: the weights (loaded at most once per job) and their identity."""
+
+    arm: str
+    kind: str
+    inputs: list[Path]
+    adapter_fp: str | None
+    plan: dict[str, Any]
+    fp: str
+    model_id: str
+    generator: LazyModel
+
+
+def arm_context(cfg: DictConfig) -> ArmContext:
     arm = cfg.arm.get("name")
     kind = check_arm(arm, cfg.arm.get("kind"))
-    eval_set = selected_eval_set(cfg)
-    g = cfg.generate
-    from transformers import set_seed
-
-    set_seed(int(cfg.seed))
-    if g.get("num_threads"):
-        import torch
-
-        torch.set_num_threads(int(g.num_threads))
-
-    eval_path = P.eval_set_path(eval_set)
-    items = load_eval_items(eval_path, eval_set)
     model_path = Path(cfg.model.path)
     if not (model_path / "config.json").exists():
         raise InputError(f"no model at {model_path}: run `python -m rbiqa.fetch_model` first")
-    inputs: list[Path] = [P.stamp("generate", arm), eval_path, model_path / "manifest.json"]
-
+    inputs: list[Path] = [P.stamp("generate", arm), model_path / "manifest.json"]
     adapter, adapter_fp = None, None
     if kind == "finetune":
         files = adapter_files(arm)
@@ -150,41 +160,73 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         adapter, adapter_fp = P.adapter_dir(arm), sha256_text("".join(sha256_path(f) for f in files))
     if kind in ("fewshot", "rag"):
         inputs.append(P.CLEAN_TRAIN)
-
-    prompts, context_summary = build_prompts(cfg, kind, items)
-    plan = weights_plan(g)
+    plan = weights_plan(cfg.generate)
     model_fp = model_fingerprint(model_path)
-    fp = decode_fingerprint(cfg, model_fp, adapter_fp, plan)
-    jobs = [
-        Job(it.item_id, item_key(fp, msgs), msgs, ctx) for it, (msgs, ctx) in zip(items, prompts, strict=True)
-    ]
     base_id = cfg.model.get("hf_id") or cfg.model.name
-    model_id = f"{base_id}+lora:{arm}@{adapter_fp[:12]}" if adapter_fp else base_id
+    return ArmContext(
+        arm=arm,
+        kind=kind,
+        inputs=inputs,
+        adapter_fp=adapter_fp,
+        plan=plan,
+        fp=decode_fingerprint(cfg, model_fp, adapter_fp, plan),
+        model_id=f"{base_id}+lora:{arm}@{adapter_fp[:12]}" if adapter_fp else base_id,
+        generator=LazyModel(cfg, adapter, plan, model_fp),
+    )
 
-    generator = LazyModel(cfg, adapter, plan, model_fp)
-    cache = ItemCache(cache_path(arm, eval_set))
-    rows, stats = run_jobs(jobs, generator, cache, int(g.batch_size), progress=bool(g.get("progress", True)))
+
+def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Every selected eval set of one arm, in one process: the pipeline runs one job per arm, because
+    importing torch and loading + NF4-round-tripping the weights cost about as much as answering a set."""
+    eval_sets = selected_eval_sets(cfg)
+    from transformers import set_seed
+
+    set_seed(int(cfg.seed))
+    if cfg.generate.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.generate.num_threads))
+    for eval_set in eval_sets:  # every input is checked before the first answer is generated
+        load_eval_items(P.eval_set_path(eval_set), eval_set)
+    ctx = arm_context(cfg)
+    return {eval_set: run_eval_set(cfg, ctx, eval_set) for eval_set in eval_sets}
+
+
+def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    g = cfg.generate
+    eval_path = P.eval_set_path(eval_set)
+    items = load_eval_items(eval_path, eval_set)
+    prompts, context_summary = build_prompts(cfg, ctx.kind, items)
+    jobs = [
+        Job(it.item_id, item_key(ctx.fp, msgs), msgs, c) for it, (msgs, c) in zip(items, prompts, strict=True)
+    ]
+    cache = ItemCache(cache_path(ctx.arm, eval_set))
+    rows, stats = run_jobs(
+        jobs, ctx.generator, cache, int(g.batch_size), progress=bool(g.get("progress", True))
+    )
 
     gens = [
-        to_generation(it, arm, model_id, rows.get(j.key), stats.errors.get(j.key), j.context_ids)
+        to_generation(it, ctx.arm, ctx.model_id, rows.get(j.key), stats.errors.get(j.key), j.context_ids)
         for it, j in zip(items, jobs, strict=True)
     ]
     n_failed = sum(1 for x in gens if x.answer is None)
     max_frac = float(g.get("max_error_frac", 1.0))
     if n_failed > max_frac * len(gens):
         raise RuntimeError(
-            f"{n_failed}/{len(gens)} items failed (limit generate.max_error_frac={max_frac}); first error: "
-            f"{next(x.error for x in gens if x.answer is None)}. Finished answers are cached in "
-            f"{cache.path}; fix the cause and rerun."
+            f"{ctx.arm}/{eval_set}: {n_failed}/{len(gens)} items failed (limit generate.max_error_frac="
+            f"{max_frac}); first error: {next(x.error for x in gens if x.answer is None)}. Finished answers "
+            f"are cached in {cache.path}; fix the cause and rerun."
         )
-    out = P.generations(arm, eval_set)
+    out = P.generations(ctx.arm, eval_set)
     write_jsonl(out, (x.model_dump() for x in gens))
 
-    extra = run_summary(cfg, kind, eval_set, model_id, plan, generator, stats, gens, t_start)
-    extra["adapter_sha256"] = adapter_fp
+    extra = run_summary(cfg, ctx.kind, eval_set, ctx.model_id, ctx.plan, ctx.generator, stats, gens, t_start)
+    extra["adapter_sha256"] = ctx.adapter_fp
     extra["prompt_context"] = context_summary
-    if kind in ("fewshot", "rag"):
+    if ctx.kind in ("fewshot", "rag"):
         extra["context_ids"] = {j.item_id: list(j.context_ids) for j in jobs}
+    inputs = [ctx.inputs[0], eval_path, *ctx.inputs[1:]]
     write_manifest(P.manifest_for(out), "generate", to_container(cfg), inputs, [out], extra)
     log.info("wrote %s: %d answers, %d failed", out, len(gens) - n_failed, n_failed)
     return extra

@@ -1,7 +1,7 @@
-"""The judge job: one arm x one eval set, from generations to judgments plus manifest.
+"""The judge job: one arm, one or more eval sets, from generations to judgments plus manifests.
 
-`python -m rbiqa.judge experiment=<exp> arm=<arm> +eval_set=<set>` (the eval set may instead come
-from `judge.eval_set`). The output is written atomically after every item has a verdict or a
+`python -m rbiqa.judge experiment=<exp> arm=<arm> '+eval_sets=[a,b]'` (or `+eval_set=<set>`, or
+`judge.eval_set`). The output is written atomically after every item has a verdict or a
 missing record, and the manifest last, so a killed job leaves no judgments file that looks finished;
 the cache keeps whatever was already judged for the rerun.
 """
@@ -30,12 +30,16 @@ log = logging.getLogger(__name__)
 JUDGE_CACHE_DIR = P.CACHE / "judge"
 
 
-def selected_eval_set(cfg: DictConfig) -> str:
-    """`+eval_set=<set>` (top level, as the rule passes it), else `judge.eval_set`."""
-    eval_set = cfg.get("eval_set") or cfg.judge.get("eval_set")
-    if eval_set not in P.EVAL_SETS:
-        raise InputError(f"eval set {eval_set!r} is not one of {list(P.EVAL_SETS)}; pass +eval_set=<set>")
-    return eval_set
+def selected_eval_sets(cfg: DictConfig) -> list[str]:
+    """`+eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `judge.eval_set`."""
+    many = cfg.get("eval_sets")
+    sets = [str(e) for e in many] if many is not None else [cfg.get("eval_set") or cfg.judge.get("eval_set")]
+    for eval_set in sets:
+        if eval_set not in P.EVAL_SETS:
+            raise InputError(f"eval set {eval_set!r} is not one of {list(P.EVAL_SETS)}; pass +eval_set=<set>")
+    if not sets or len(set(sets)) != len(sets):
+        raise InputError(f"eval_sets must be a non-empty list without repeats, got {sets}")
+    return sets
 
 
 def repo_relative(path: Path) -> Path:
@@ -58,16 +62,20 @@ def _backend_inputs(backend) -> list[Path]:
     return [repo_relative(f) for f in files]
 
 
-def main(cfg: DictConfig) -> dict:
-    t0 = time.perf_counter()
+def main(cfg: DictConfig) -> dict[str, dict]:
+    """Every selected eval set of one arm, keyed by set: the pipeline runs one job per arm, so the
+    backend (the reference judge's embedding model, or the API client) is set up once."""
     np.random.seed(int(cfg.get("seed", 0)))
-    jcfg = cfg.judge
-    eval_set = selected_eval_set(cfg)
+    eval_sets = selected_eval_sets(cfg)
     arm = str(cfg.arm.name)
-    backend = make_backend(jcfg)  # fails fast on a missing API key, before reading anything
-    items = load_eval_items(eval_set)
-    gens = load_generations(arm, eval_set, items)
-    with JudgeCache(JUDGE_CACHE_DIR, enabled=bool(jcfg.get("cache", True))) as cache:
+    backend = make_backend(cfg.judge)  # fails fast on a missing API key, before reading anything
+    inputs = {e: (items := load_eval_items(e), load_generations(arm, e, items)) for e in eval_sets}
+    return {e: judge_eval_set(cfg, backend, arm, e, *inputs[e]) for e in eval_sets}
+
+
+def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gens) -> dict:
+    t0 = time.perf_counter()
+    with JudgeCache(JUDGE_CACHE_DIR, enabled=bool(cfg.judge.get("cache", True))) as cache:
         judgments, stats = run_judgments(items, gens, arm, backend, cache)
     out = P.judgments(arm, eval_set)
     write_jsonl(out, (j.model_dump() for j in judgments))

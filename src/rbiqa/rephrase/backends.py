@@ -97,7 +97,7 @@ class HFLocalBackend:
         model = load_causal_lm(self.model_path, dtype=str(self.cfg.get("dtype", "float32")))
         tok = self._tokenizer
         if self.cfg.get("prefix_cache", True):
-            from rbiqa.rephrase.hf_generate import PrefixCachedSampler
+            from rbiqa.prefix_decoding import PrefixCachedSampler
 
             self._sampler = PrefixCachedSampler(model, tok, self.prompt.chat_prefix())
         else:

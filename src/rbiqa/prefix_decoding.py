@@ -1,10 +1,12 @@
-"""Few-shot sampling from a local chat model, with the shared prompt prefix computed once.
+"""Batched decoding from a local chat model, with the prompt prefix its requests share computed once.
 
 Every rephrasing request starts with the same system turn and few-shot examples (~170 tokens) and ends
-with a ~25-token question. On a 2-core CPU, prefill dominates, so re-encoding the prefix per item would
-cost most of the stage's time budget. Here the prefix's KV cache is computed once and reused; the
+with a ~25-token question; every answer request of an arm starts with the same system turn (and, for the
+few-shot arm, nearly always the same examples). On a 2-core CPU, re-encoding that prefix per item costs a
+large part of a stage's time budget. Here the prefix's KV cache is computed once and reused; the
 variable suffix is left-padded *after* the prefix (padding in the middle is masked and position ids come
-from the mask, so results match rbiqa.models.chat_generate; a test checks this under greedy decoding).
+from the mask, so results match rbiqa.models.chat_generate; tests check this under greedy decoding).
+Rows that finish leave the batch, where `model.generate` keeps decoding them until the longest ends.
 
 Sampling uses one torch.Generator per row, seeded per item, so an item's output does not depend on which
 other items share its batch: a resumed run reproduces what an uninterrupted run would have produced.
@@ -13,12 +15,17 @@ other items share its batch: a resumed run reproduces what an uninterrupted run 
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 Messages = list[dict[str, str]]
+
+log = logging.getLogger(__name__)
 
 
 class PrefixMismatchError(ValueError):
@@ -81,7 +88,8 @@ class PrefixCachedSampler:
         temperature: float = 1.0,
         top_p: float = 1.0,
     ) -> list[dict[str, Any]]:
-        """One batch: returns {text, n_new_tokens, n_prompt_tokens} per user turn, in order.
+        """One batch: returns {text, token_ids, n_new_tokens, n_prompt_tokens, seconds} per user turn, in
+        order (seconds: the batch's wall time shared equally, as chat_generate reports it).
         `max_new_tokens` may be one limit per item (a row stops decoding once it reaches its own)."""
         if len(users) != len(seeds):
             raise ValueError("one seed per item")
@@ -90,6 +98,7 @@ class PrefixCachedSampler:
             raise ValueError("one max_new_tokens per item")
         if not users:
             return []
+        t0 = time.perf_counter()
         b = len(users)
         suffixes = [self.tok(self.suffix_text(u), add_special_tokens=False)["input_ids"] for u in users]
         width = max(map(len, suffixes))
@@ -152,11 +161,14 @@ class PrefixCachedSampler:
             )
             cache = out.past_key_values
             logits = out.logits[:, -1, :]
+        per_item = (time.perf_counter() - t0) / b
         return [
             {
                 "text": self.tok.decode(toks, skip_special_tokens=True).strip(),
+                "token_ids": toks,
                 "n_new_tokens": len(toks),
                 "n_prompt_tokens": p + len(s),
+                "seconds": per_item,
             }
             for toks, s in zip(new_tokens, suffixes, strict=True)
         ]
@@ -175,3 +187,51 @@ class PrefixCachedSampler:
             sp = torch.where(keep, sp, torch.zeros_like(sp))
             return int(si[torch.multinomial(sp / sp.sum(), 1, generator=gen)])
         return int(torch.multinomial(probs, 1, generator=gen))
+
+
+class PrefixGroupedGreedy:
+    """Greedy answers for a batch of conversations, each group sharing the turns before its last user turn
+    decoded with one PrefixCachedSampler (kept for later batches). A group whose chat template cannot be
+    split at the prefix falls back to rbiqa.models.chat_generate, with the same greedy output."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int):
+        self.model, self.tok, self.max_new_tokens = model, tokenizer, int(max_new_tokens)
+        self.samplers: dict[str, PrefixCachedSampler | None] = {}
+
+    def _sampler(self, prefix: Messages) -> PrefixCachedSampler | None:
+        key = json.dumps(prefix, sort_keys=True)
+        if key not in self.samplers:
+            try:
+                self.samplers[key] = PrefixCachedSampler(self.model, self.tok, prefix, stop_at_newline=False)
+            except PrefixMismatchError as e:
+                log.warning("no prefix cache for this prompt shape (%s): decoding it in full", e)
+                self.samplers[key] = None
+        return self.samplers[key]
+
+    def __call__(self, conversations: Sequence[Messages]) -> list[dict[str, Any]]:
+        from rbiqa.models import chat_generate
+
+        groups: dict[str, list[int]] = {}
+        for i, conv in enumerate(conversations):
+            if not conv or conv[-1].get("role") != "user":
+                raise ValueError("each conversation must end with a user turn")
+            groups.setdefault(json.dumps(list(conv[:-1]), sort_keys=True), []).append(i)
+        out: list[dict[str, Any] | None] = [None] * len(conversations)
+        for idx in groups.values():
+            prefix = list(conversations[idx[0]][:-1])
+            sampler = self._sampler(prefix) if prefix else None
+            if sampler is None:
+                rows = chat_generate(
+                    self.model,
+                    self.tok,
+                    [conversations[i] for i in idx],
+                    max_new_tokens=self.max_new_tokens,
+                    batch_size=len(idx),
+                    progress=False,
+                )
+            else:
+                users = [conversations[i][-1]["content"] for i in idx]
+                rows = sampler.generate(users, [0] * len(idx), self.max_new_tokens, do_sample=False)
+            for i, row in zip(idx, rows, strict=True):
+                out[i] = row
+        return out  # type: ignore[return-value]
