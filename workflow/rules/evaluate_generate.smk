@@ -9,7 +9,9 @@ rule generate:
         unpack(generate_inputs),
     output:
         generations=[P.generations("{arm}", e).as_posix() for e in EVAL_SETS],
-        manifests=[P.manifest_for(P.generations("{arm}", e)).as_posix() for e in EVAL_SETS],
+        manifests=[
+            P.manifest_for(P.generations("{arm}", e)).as_posix() for e in EVAL_SETS
+        ],
     log:
         log_path("generate/{arm}"),
     benchmark:

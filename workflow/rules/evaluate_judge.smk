@@ -26,7 +26,9 @@ rule judge:
         stamp=stamp("judge"),
     output:
         judgments=[P.judgments("{arm}", e).as_posix() for e in EVAL_SETS],
-        manifests=[P.manifest_for(P.judgments("{arm}", e)).as_posix() for e in EVAL_SETS],
+        manifests=[
+            P.manifest_for(P.judgments("{arm}", e)).as_posix() for e in EVAL_SETS
+        ],
     log:
         log_path("judge/{arm}"),
     benchmark:
