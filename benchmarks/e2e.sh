@@ -14,14 +14,23 @@ git clone -q "$repo" "$work/repo"
 cd "$work/repo"
 export PATH="$venv/bin:$PATH"
 start=$(date +%s.%N)
-snakemake --cores all --config experiment="$exp" "$@" > "$work/run.log" 2>&1 || { tail -50 "$work/run.log"; exit 1; }
+status=ok
+snakemake --cores all --config experiment="$exp" "$@" > "$work/run.log" 2>&1 || status=failed
 end=$(date +%s.%N)
-snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1
-noop_end=$(date +%s.%N)
-grep -q "Nothing to be done" "$work/noop.log" || { echo "no-op rerun was not a no-op:"; tail -30 "$work/noop.log"; exit 1; }
-python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" <<'PY'
+noop_end=$end
+if [ "$status" = ok ]; then
+  snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1
+  noop_end=$(date +%s.%N)
+  grep -q "Nothing to be done" "$work/noop.log" || { echo "no-op rerun was not a no-op:"; tail -30 "$work/noop.log"; status=noop_failed; }
+else
+  tail -50 "$work/run.log"
+fi
+# the figures of a failed run are recorded too (status says so), with its logs kept beside them
+mkdir -p "$repo/benchmarks/results"
+rm -rf "$repo/benchmarks/results/e2e_${exp}_logs" && cp -r logs/"$exp" "$repo/benchmarks/results/e2e_${exp}_logs" || true
+python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" "$status" <<'PY'
 import csv, glob, json, os, platform, sys
-exp, start, end, noop_end, outdir = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
+exp, start, end, noop_end, outdir, status = sys.argv[1], *map(float, sys.argv[2:5]), *sys.argv[5:7]
 rows = []
 base = f"benchmarks/results/{exp}"
 for f in sorted(glob.glob(f"{base}/**/*.tsv", recursive=True)):
@@ -33,16 +42,17 @@ by_rule = {}
 for r in rows:
     rule = r["job"].split("/")[0]
     by_rule[rule] = round(by_rule.get(rule, 0) + r["seconds"], 1)
-out = {"experiment": exp, "cores": os.cpu_count(), "platform": platform.platform(),
+out = {"experiment": exp, "status": status, "cores": os.cpu_count(), "platform": platform.platform(),
        "pipeline_wall_s": round(end - start, 1), "noop_rerun_s": round(noop_end - end, 1),
        "budget_s": {"pipeline": 1200, "noop": 15}, "per_rule_s": by_rule, "jobs": rows}
 os.makedirs(outdir, exist_ok=True)
 with open(f"{outdir}/e2e_{exp}.json", "w") as fh:
     json.dump(out, fh, indent=2)
 with open(f"{outdir}/e2e_{exp}.md", "w") as fh:
-    fh.write(f"# e2e {exp}: pipeline {out['pipeline_wall_s']} s, no-op rerun {out['noop_rerun_s']} s "
+    fh.write(f"# e2e {exp} ({status}): pipeline {out['pipeline_wall_s']} s, no-op rerun {out['noop_rerun_s']} s "
              f"({out['cores']} cores)\n\n| rule | seconds (sum over jobs) |\n|---|---|\n")
     for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1]):
         fh.write(f"| {k} | {v} |\n")
-print(json.dumps({k: out[k] for k in ("pipeline_wall_s", "noop_rerun_s", "per_rule_s")}, indent=2))
+print(json.dumps({k: out[k] for k in ("status", "pipeline_wall_s", "noop_rerun_s", "per_rule_s")}, indent=2))
 PY
+[ "$status" = ok ]

@@ -133,8 +133,27 @@ def test_stage_fails_before_loading_the_model(model_dir, tmp_path, monkeypatch):
 def test_asking_for_more_rephrasings_than_the_data_has_fails_before_model_load(
     model_dir, tmp_path, monkeypatch
 ):
+    """A file with no source at the arm's k, from a rephrase run of unknown k, is the wrong file."""
     from rbiqa.train.data import load_rows, select_variants
 
     train, _ = make_data(tmp_path, k=1)
     with pytest.raises(InputError, match="at most 1"):
         select_variants(load_rows(train), 3, train)
+
+
+def test_an_arm_beyond_the_configured_rephrase_k_is_a_config_error(model_dir):
+    with pytest.raises(InputError, match=r"rephrase\.k=2"):
+        build_settings(compose_cfg(model_dir, "ft_k3", ["rephrase.k=2"]))
+    assert build_settings(compose_cfg(model_dir, "ft_k3", ["rephrase.k=3"])).rephrase_k == 3
+
+
+def test_a_rephrase_yield_shortfall_trains_on_what_there_is(tmp_path):
+    """rephrase.k=3 was asked for but the filters kept at most 1 per source: the k=3 arm trains on the
+    originals plus what exists, and the per-source counts say so."""
+    from rbiqa.train.data import TrainRow, load_rows, rephrasings_per_source, select_variants
+
+    train, _ = make_data(tmp_path, n_sources=4, k=1)
+    rows = [r for r in load_rows(train) if not (r.source_id == "s000" and r.variant_idx == 1)]
+    chosen = select_variants(rows, 3, train, requested=3)
+    assert chosen == rows and all(isinstance(r, TrainRow) for r in chosen)
+    assert rephrasings_per_source(chosen) == {0: 1, 1: 3}

@@ -37,9 +37,12 @@ rule train:
         arm=TRAIN_ARM_PATTERN,
     conda:
         "../envs/rbiqa.yaml"
-    # The whole 2-core box on the CPU default (torch uses `threads` intra-op threads, passed below);
-    # on a GPU node a few cores feed the data loader and the optimizer.
-    threads: 2 if EXP == "default" else 8
+    # CPU scales: one core per arm (torch uses `threads` intra-op threads, passed below), so the two
+    # default arms train side by side; a 2-thread job could not start while any 1-thread generate job
+    # held a core. On a GPU node a few cores feed the data loader and the optimizer.
+    threads: 1 if EXP in ("default", "tiny") else 8
+    # before the prompting arms' generate jobs: the fine-tuned arms' generate and judge jobs wait on it
+    priority: 10
     resources:
         # CPU default: peak RSS measured ~4.6 GB (4-bit SmolLM2 + eval logits); paper: host RAM for
         # loading and quantizing Qwen2.5-3B (the GPU memory is what the gpu resource buys).

@@ -112,6 +112,17 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
     return facts
 
 
+def mean_rephrasings(per_source: dict | None) -> str:
+    """Rephrasings per source question an arm really trained on (below k where the rephraser's filters or
+    the cleaner left fewer): the mean, and the share of sources that reached the most."""
+    if not per_source:
+        return NOT_RECORDED
+    counts = {int(n): int(c) for n, c in per_source.items()}
+    total = sum(counts.values())
+    top = max(counts)
+    return f"{sum(n * c for n, c in counts.items()) / total:.2f} ({100 * counts[top] / total:.0f}% at {top})"
+
+
 def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
     rows = []
     for arm in m.summary.get("ft_arms", []):
@@ -127,6 +138,7 @@ def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
                 arm_tex(arm),
                 rf"\texttt{{{sha}}}",
                 escape(_or(find_key(c.get("arm", {}), "n_rephrasings"))),
+                escape(mean_rephrasings(extra.get("rephrasings_per_source"))),
                 escape(_or(find_key(train.get("lora", {}), "r"))),
                 escape(_or(train.get("learning_rate"))),
                 escape(_or(train.get("num_train_epochs"))),
@@ -166,6 +178,7 @@ def lineage_tex(m: Metrics, root: Path = Path(".")) -> tuple[str, str]:
                     "Arm",
                     "adapter sha256",
                     "$k$",
+                    "rephr./source",
                     "$r$",
                     "learning rate",
                     "epochs",
@@ -174,9 +187,11 @@ def lineage_tex(m: Metrics, root: Path = Path(".")) -> tuple[str, str]:
                     "seed",
                 ],
                 adapters,
-                "llrrrrrrr",
+                "llrrrrrrrr",
                 "Fine-tuned adapters: content hash and the training settings recorded in their manifests "
-                "(epochs apply only where max steps is not positive).",
+                "(epochs apply only where max steps is not positive). rephr./source: rephrasings per "
+                "source question the arm really trained on, mean (share of sources at the most), which "
+                "falls short of $k$ where the rephraser's filters kept fewer.",
                 "tab:adapters",
             ),
             tabular(

@@ -50,19 +50,41 @@ def load_rows(path: Path) -> list[TrainRow]:
     return rows
 
 
-def select_variants(rows: list[TrainRow], k: int, path: Path | str = "train") -> list[TrainRow]:
-    """Originals plus the first k rephrasings of each source (the arm's `n_rephrasings`)."""
+def select_variants(
+    rows: list[TrainRow], k: int, path: Path | str = "train", requested: int | None = None
+) -> list[TrainRow]:
+    """Originals plus the first k rephrasings of each source (the arm's `n_rephrasings`).
+
+    `requested` is the rephrase stage's k. Sources with fewer than k rephrasings (the rephraser's filters
+    or the cleaner rejected the rest) train on what they have: a yield shortfall, logged and counted by
+    rephrasings_per_source, not a reason to stop. Without `requested`, data that has no source with k
+    rephrasings is taken as the wrong file for this arm and refused."""
     available = max(r.variant_idx for r in rows)
-    if k > available:
+    if k > available and (requested is None or k > requested):
         raise InputError(
             f"the arm asks for {k} rephrasing(s) per question but {path} has at most {available}; "
-            "raise rephrase.k_max and rerun the rephrase stage, or pick an arm with fewer"
+            "raise rephrase.k and rerun the rephrase stage, or pick an arm with fewer"
         )
     chosen = [r for r in rows if r.variant_idx <= k]
     short = {r.source_id for r in rows} - {r.source_id for r in chosen if r.variant_idx == k}
     if short:
-        log.warning("%d source(s) have fewer than %d rephrasing(s) (rejected by the cleaner)", len(short), k)
+        log.warning(
+            "%d of %d source(s) have fewer than %d rephrasing(s) (rephrase yield or cleaning); they train "
+            "on what they have: %s",
+            len(short),
+            len({r.source_id for r in rows}),
+            k,
+            rephrasings_per_source(chosen),
+        )
     return chosen
+
+
+def rephrasings_per_source(rows: list[TrainRow]) -> dict[int, int]:
+    """{number of rephrasings: number of sources with that many}, over the rows an arm trains on."""
+    per: dict[str, int] = {}
+    for r in rows:
+        per[r.source_id] = per.get(r.source_id, 0) + (r.variant_idx > 0)
+    return {n: sum(1 for v in per.values() if v == n) for n in sorted(set(per.values()))}
 
 
 def curriculum_order(rows: list[TrainRow]) -> list[TrainRow]:
@@ -149,7 +171,7 @@ def build_datasets(run, tokenizer, train_path: Path, val_path: Path):
     from datasets import Dataset
 
     t = run.train
-    rows = select_variants(load_rows(train_path), run.n_rephrasings, train_path)
+    rows = select_variants(load_rows(train_path), run.n_rephrasings, train_path, run.rephrase_k)
     if t.curriculum:
         rows = curriculum_order(rows)
     if t.max_train_rows is not None and t.max_train_rows < len(rows):
@@ -172,6 +194,8 @@ def build_datasets(run, tokenizer, train_path: Path, val_path: Path):
         "eval_rows": len(val_tok),
         "eval_rows_truncated": val_cut,
         "variants": sorted({r.variant_idx for r in rows}),
+        "n_rephrasings": run.n_rephrasings,
+        "rephrasings_per_source": rephrasings_per_source(rows),
     }
     log.info(
         "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); eval rows %d",

@@ -209,7 +209,8 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
                 "runtime",
             )
         }
-        | {k: summary[k] for k in ("peak_cuda_allocated_bytes",) if k in summary},
+        | {k: summary[k] for k in ("peak_cuda_allocated_bytes",) if k in summary}
+        | {"rephrasings_per_source": summary["data"]["rephrasings_per_source"]},
     )
     log.info(
         "adapter for %s in %s: %s",

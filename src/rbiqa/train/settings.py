@@ -122,6 +122,8 @@ class RunSettings(_Strict):
     arm: str
     arm_kind: str
     n_rephrasings: int = Field(ge=0)
+    # rephrase.k: how many rephrasings per question the rephrase stage was asked for (None: unknown)
+    rephrase_k: int | None = Field(default=None, ge=0)
     seed: int
     model_name: str
     model_path: Path
@@ -206,6 +208,7 @@ def build_settings(cfg: DictConfig, check_model: bool = True) -> RunSettings:
                 "arm": arm.get("name"),
                 "arm_kind": arm.get("kind"),
                 "n_rephrasings": arm.get("n_rephrasings"),
+                "rephrase_k": (cfg.get("rephrase") or {}).get("k"),
                 "seed": cfg.seed,
                 "model_name": cfg.model.name,
                 "model_path": cfg.model.path,
@@ -217,6 +220,12 @@ def build_settings(cfg: DictConfig, check_model: bool = True) -> RunSettings:
     except ValidationError as e:
         e_msg = _format_errors(e, "")
         raise InputError(e_msg.replace("  .n_rephrasings", "  arm.n_rephrasings")) from None
+    if run.rephrase_k is not None and run.n_rephrasings > run.rephrase_k:
+        raise InputError(
+            f"arm {run.arm!r} trains on {run.n_rephrasings} rephrasing(s) per question but the rephrase stage "
+            f"is configured for rephrase.k={run.rephrase_k}; raise rephrase.k (and rerun rephrase) or pick "
+            "an arm with fewer"
+        )
     if check_model:
         check_target_modules(train.lora.target_modules, run.model_path)
     return run
