@@ -13,13 +13,16 @@ trap 'rm -rf "$work"' EXIT
 git clone -q "$repo" "$work/repo"
 cd "$work/repo"
 export PATH="$venv/bin:$PATH"
+# the clone's own code, not the tree the venv was installed from (rbiqa is an editable install there):
+# stage code hashes in the stamps must come from the clone, or an edit elsewhere would defeat the no-op
+export PYTHONPATH="$work/repo/src${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s.%N)
 status=ok
 snakemake --cores all --config experiment="$exp" "$@" > "$work/run.log" 2>&1 || status=failed
 end=$(date +%s.%N)
 noop_end=$end
 if [ "$status" = ok ]; then
-  snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1
+  snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1 || status=noop_failed
   noop_end=$(date +%s.%N)
   grep -q "Nothing to be done" "$work/noop.log" || { echo "no-op rerun was not a no-op:"; tail -30 "$work/noop.log"; status=noop_failed; }
 else

@@ -38,6 +38,12 @@ def make_workspace(dest: Path, with_model: bool = False) -> Path:
 
 def run_cmd(args, cwd: Path, timeout: int = 600, env: dict | None = None, check: bool = True):
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if (Path(cwd) / "src" / "rbiqa").is_dir():
+        # a workspace runs its own copy of the package (rbiqa is an editable install of the checkout):
+        # the stage code hashes in its stamps must not change when the checkout is edited meanwhile
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(cwd) / "src"), os.environ.get("PYTHONPATH")) if p
+        )
     full_env.update(env or {})
     proc = subprocess.run(
         [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
