@@ -305,13 +305,13 @@ def test_cli_reports_bad_input_and_exits_nonzero(tmp_path):
 
 
 def test_one_job_answers_every_listed_eval_set_with_one_model_load(ws, tiny_model, calls, monkeypatch):
-    """The pipeline's per-arm job: `+eval_sets=[...]` (which wins over `+eval_set`) writes one file and
+    """The pipeline's per-arm job: `eval_sets=[...]` (which wins over `+eval_set`) writes one file and
     one manifest per set, each naming only its own eval set as input, and loads the weights once."""
     write_jsonl(P.eval_set_path("unanswerable"), eval_rows("unanswerable", 4))
     loads = []
     real_load = stage.LazyModel.load
     monkeypatch.setattr(stage.LazyModel, "load", lambda self: (loads.append(1), real_load(self))[-1])
-    extras = stage.run(compose_cfg("base", EVAL_SET, tiny_model, ["+eval_sets=[unanswerable,test_unseen]"]))
+    extras = stage.run(compose_cfg("base", EVAL_SET, tiny_model, ["eval_sets=[unanswerable,test_unseen]"]))
     assert list(extras) == ["unanswerable", "test_unseen"] and loads == [1]
     for eval_set, n in (("unanswerable", 4), (EVAL_SET, N_ITEMS)):
         rows = read_jsonl(P.generations("base", eval_set))
@@ -326,7 +326,7 @@ def test_one_job_answers_every_listed_eval_set_with_one_model_load(ws, tiny_mode
 @pytest.mark.parametrize("sets", ["[test_unseen,dev]", "[test_unseen,test_unseen]", "[]"])
 def test_a_bad_eval_set_list_fails_before_any_answer(ws, tiny_model, calls, sets):
     with pytest.raises(InputError, match="eval set|eval_sets"):
-        stage.run(compose_cfg("base", EVAL_SET, tiny_model, [f"+eval_sets={sets}"]))
+        stage.run(compose_cfg("base", EVAL_SET, tiny_model, [f"eval_sets={sets}"]))
     assert calls["generate"] == 0 and not P.generations("base", EVAL_SET).exists()
 
 

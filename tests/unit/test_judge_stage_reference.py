@@ -77,7 +77,7 @@ def test_unanswerable_set_is_judged_for_abstention(tmp_path, monkeypatch):
 
 
 def test_one_job_judges_every_listed_eval_set(tmp_path, monkeypatch):
-    """The pipeline's per-arm job: `+eval_sets=[...]` judges each set into its own file and manifest,
+    """The pipeline's per-arm job: `eval_sets=[...]` judges each set into its own file and manifest,
     with one backend for all of them; a set that is not an eval set fails before anything is judged."""
     import pytest
 
@@ -96,10 +96,10 @@ def test_one_job_judges_every_listed_eval_set(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "make_backend", lambda cfg: backends.append(1) or real(cfg))
 
     with pytest.raises(InputError, match="'dev'"):
-        main(compose(["arm=base", "+eval_sets=[test_unseen,dev]"]))
+        main(compose(["arm=base", "eval_sets=[test_unseen,dev]"]))
     assert not P.judgments("base", "test_unseen").exists()
 
-    extras = main(compose(["arm=base", "+eval_sets=[test_unseen,unanswerable]"]))
+    extras = main(compose(["arm=base", "eval_sets=[test_unseen,unanswerable]"]))
     assert list(extras) == ["test_unseen", "unanswerable"] and backends == [1]
     for eval_set in extras:
         rows = read_jsonl(P.judgments("base", eval_set))

@@ -34,7 +34,7 @@ OVERRIDES = list(config.get("overrides", []))
 # Hydra arguments every stage gets: the experiment (scale) and any user overrides.
 HYDRA = " ".join(shlex.quote(a) for a in [f"experiment={EXP}", *OVERRIDES])
 # The eval sets a generate/judge job (one per arm) handles, as one quoted Hydra override.
-EVAL_SETS_OVERRIDE = shlex.quote(f"+eval_sets=[{','.join(EVAL_SETS)}]")
+EVAL_SETS_OVERRIDE = shlex.quote(f"eval_sets=[{','.join(EVAL_SETS)}]")
 
 
 def arm_kind(arm):

@@ -2,7 +2,7 @@
 # loading + NF4-round-tripping the weights cost about as much as answering one set on CPU, so they are paid
 # once per arm. A changed eval set reruns the arm's job, whose per-item cache answers the unchanged sets.
 # Targets: P.generations(arm, eval_set) and its manifest, for each arm in ARMS and each set in EVAL_SETS.
-# The sets are passed as a top-level `+eval_sets=` override (as the judge rule does), not as a key of the
+# The sets are passed as a top-level `eval_sets=` override (as the judge rule does), not as a key of the
 # generate group, so the generate stamp is one per arm and covers all of its eval sets.
 rule generate:
     input:

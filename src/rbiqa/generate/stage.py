@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def selected_eval_sets(cfg: DictConfig) -> list[str]:
-    """`+eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `generate.eval_set`."""
+    """`eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `generate.eval_set`."""
     many = cfg.get("eval_sets")
     if many is not None:
         sets = [check_eval_set(str(e)) for e in many]

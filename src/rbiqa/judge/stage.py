@@ -1,6 +1,6 @@
 """The judge job: one arm, one or more eval sets, from generations to judgments plus manifests.
 
-`python -m rbiqa.judge experiment=<exp> arm=<arm> '+eval_sets=[a,b]'` (or `+eval_set=<set>`, or
+`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'` (or `+eval_set=<set>`, or
 `judge.eval_set`). The output is written atomically after every item has a verdict or a
 missing record, and the manifest last, so a killed job leaves no judgments file that looks finished;
 the cache keeps whatever was already judged for the rerun.
@@ -31,7 +31,7 @@ JUDGE_CACHE_DIR = P.CACHE / "judge"
 
 
 def selected_eval_sets(cfg: DictConfig) -> list[str]:
-    """`+eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `judge.eval_set`."""
+    """`eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `judge.eval_set`."""
     many = cfg.get("eval_sets")
     sets = [str(e) for e in many] if many is not None else [cfg.get("eval_set") or cfg.judge.get("eval_set")]
     for eval_set in sets:
