@@ -31,7 +31,8 @@ test-dvc: env tex ## the DVC round trip (tiny pipeline, push, fresh clone, pull,
 # DVC remote: ../rbiqa-dvc-storage beside the checkout by default (.dvc/config); RBIQA_DVC_REMOTE overrides
 # it in the uncommitted .dvc/config.local (a directory, s3://bucket/path, gs://bucket/path, ...).
 dvc-remote: env
-	@if [ -n "$$RBIQA_DVC_REMOTE" ]; then $(BIN)/dvc remote add --local -f -d override "$$RBIQA_DVC_REMOTE"; fi
+	@if [ -n "$$RBIQA_DVC_REMOTE" ]; then $(BIN)/dvc remote add --local -f -d override "$$RBIQA_DVC_REMOTE" \
+	  && $(BIN)/dvc remote modify --local override verify true; fi
 
 push: dvc-remote ## record the artifacts Snakemake produced (dvc.lock) and upload them
 	$(BIN)/dvc commit -f pipeline

@@ -28,6 +28,8 @@ CACHE_FILE = Path(".snakemake") / "rbiqa_hash_cache.json"
 ROOTS = (P.DATA, P.RESULTS)
 
 
+MTIME_STEP = 0.01  # seconds between the restored mtimes of consecutive stages
+
 class HashCache:
     def __init__(self, path: Path = CACHE_FILE):
         self.path = path
@@ -100,7 +102,11 @@ def freshen(roots: tuple[Path, ...] = ROOTS, cache: HashCache | None = None) -> 
         if min(p.stat().st_mtime for p in files) > newest_input:
             result["consistent"].append(mpath.as_posix())
             continue
-        stamp_time = max(newest_input + 1.0, time.time())
+        # just after the newest input, and no later than needed: each stage of the chain lands MTIME_STEP
+        # after the one before, so the last one is dated a fraction of a second ahead of the clock at
+        # most. A whole second per stage dated outputs seconds into the future, and the first job that
+        # then ran (stats) wrote outputs "older" than them: Snakemake stops on that as clock skew.
+        stamp_time = max(newest_input + MTIME_STEP, time.time())
         for p in files:
             os.utime(p, (stamp_time, stamp_time))
             cache.touched(p)

@@ -59,7 +59,7 @@ def origin(tmp_path_factory):
     remote = root / "remote"
     env = {"GOOGLE_API_KEY": SECRET}
     run_cmd(SNAKEMAKE, cwd=ws, timeout=1800, env=env)
-    run_cmd([*DVC, "remote", "add", "--local", "-d", "ci", str(remote)], cwd=ws)
+    add_remote(ws, "ci", remote)
     run_cmd([*DVC, "commit", "-f", "pipeline"], cwd=ws, timeout=600)
     git(ws, "add", "dvc.lock")
     git(ws, "commit", "-qm", "artifacts")
@@ -67,10 +67,16 @@ def origin(tmp_path_factory):
     return {"root": root, "ws": ws, "remote": remote}
 
 
+def add_remote(ws: Path, name: str, url: Path, default: bool = True) -> None:
+    """As `make dvc-remote` does: a local-config remote that re-hashes what it downloads."""
+    run_cmd([*DVC, "remote", "add", "--local", "-f", *(["-d"] if default else []), name, str(url)], cwd=ws)
+    run_cmd([*DVC, "remote", "modify", "--local", name, "verify", "true"], cwd=ws)
+
+
 def fresh_clone(origin, name: str) -> Path:
     dest = origin["root"] / name
     run_cmd(["git", "clone", "-q", str(origin["ws"]), str(dest)], cwd=origin["root"])
-    run_cmd([*DVC, "remote", "add", "--local", "-d", "ci", str(origin["remote"])], cwd=dest)
+    add_remote(dest, "ci", origin["remote"])
     return dest
 
 
@@ -103,7 +109,7 @@ def test_corrupted_remote_object_is_detected_on_pull(origin):
     victim = max(objects, key=lambda p: p.stat().st_size)
     victim.write_bytes(b"corrupted" + victim.read_bytes()[9:])
     clone = fresh_clone(origin, "corrupt")
-    run_cmd([*DVC, "remote", "add", "--local", "-f", "-d", "ci", str(remote_copy)], cwd=clone)
+    add_remote(clone, "ci", remote_copy)
     proc = run_cmd([*DVC, "pull"], cwd=clone, check=False, timeout=600)
     assert proc.returncode != 0
     assert re.search(r"corrupt|hash|checksum|failed", proc.stdout + proc.stderr, re.I)
@@ -116,13 +122,14 @@ def test_interrupted_push_can_be_retried(origin):
     objects = sorted(p for p in remote2.rglob("*") if p.is_file())
     for p in objects[::2]:  # what a push killed half-way leaves: some objects missing
         p.unlink()
-    run_cmd([*DVC, "remote", "add", "--local", "-f", "partial", str(remote2)], cwd=origin["ws"])
+    add_remote(origin["ws"], "partial", remote2, default=False)
     status = run_cmd([*DVC, "status", "-c", "-r", "partial"], cwd=origin["ws"], timeout=300)
     assert "missing" in status.stdout or "new" in status.stdout
     run_cmd([*DVC, "push", "-r", "partial"], cwd=origin["ws"], timeout=600)
     status = run_cmd([*DVC, "status", "-c", "-r", "partial"], cwd=origin["ws"], timeout=300)
     assert "in sync" in status.stdout.lower()
     clone = fresh_clone(origin, "after-retry")
+    add_remote(clone, "partial", remote2, default=False)
     run_cmd([*DVC, "pull", "-r", "partial"], cwd=clone, timeout=600)
     assert (clone / "results/ft_k1/adapter/adapter_model.safetensors").exists()
 

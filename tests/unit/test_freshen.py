@@ -40,6 +40,8 @@ def test_scrambled_mtimes_are_restored(tmp_path, monkeypatch):
     assert os.path.getmtime(d / "b.txt") > os.path.getmtime(d / "a.txt")
     assert os.path.getmtime(res / "c.txt") > os.path.getmtime(d / "b.txt")
     assert os.path.getmtime(res / "c.txt") > os.path.getmtime(d / "cfg.yaml")
+    # and nothing is dated in the future beyond a few steps: a job run next must write newer outputs
+    assert max(os.path.getmtime(p) for p in (d / "b.txt", res / "c.txt")) < time.time() + 0.1
     # a second pass has nothing to do
     again = freshen((tmp_path / "data", tmp_path / "results"), HashCache(tmp_path / "cache.json"))
     assert not again["touched"] and len(again["consistent"]) == 2
