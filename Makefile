@@ -25,8 +25,8 @@ slurm: env ## run the study on a SLURM cluster (profiles/slurm; site settings vi
 test-cluster: env slurm-deps ## only the SLURM integration test (root): starts/stops a local one-node cluster
 	timeout -k 10 900 $(BIN)/python -m pytest tests/cluster -x -v
 
-test-dvc: env tex ## the DVC round trip (tiny pipeline, push, fresh clone, pull, regenerate); opt-in, slow
-	RBIQA_DVC_E2E=1 $(BIN)/python -m pytest tests/integration/test_dvc_roundtrip.py -v
+test-dvc: env tex model ## only the DVC round trip (tiny pipeline, push, fresh clone, pull, regenerate; ~5 min)
+	$(BIN)/python -m pytest tests/integration/test_dvc_roundtrip.py -v
 
 # DVC remote: ../rbiqa-dvc-storage beside the checkout by default (.dvc/config); RBIQA_DVC_REMOTE overrides
 # it in the uncommitted .dvc/config.local (a directory, s3://bucket/path, gs://bucket/path, ...).
