@@ -30,6 +30,7 @@ ROOTS = (P.DATA, P.RESULTS)
 
 MTIME_STEP = 0.01  # seconds between the restored mtimes of consecutive stages
 
+
 class HashCache:
     def __init__(self, path: Path = CACHE_FILE):
         self.path = path
