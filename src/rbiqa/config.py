@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rbiqa import paths as P
+from rbiqa.io import InputError
 from rbiqa.manifest import scrub
 
 # Hydra options that keep it from creating outputs/ dirs or reconfiguring logging.
@@ -90,3 +92,23 @@ def stage_main(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         return _run()
 
     return _entry
+
+
+def check_eval_set(eval_set: str | None) -> str:
+    if not eval_set:
+        raise InputError(f"no eval set selected: pass +eval_set=<set>, one of {', '.join(P.EVAL_SETS)}")
+    if eval_set not in P.EVAL_SETS:
+        raise InputError(f"unknown eval set {eval_set!r}; expected one of {', '.join(P.EVAL_SETS)}")
+    return eval_set
+
+
+def selected_eval_sets(cfg: DictConfig, group: str) -> list[str]:
+    """The eval sets one generate/judge job handles: `eval_sets=[a,b]` (top level, as the rules pass
+    it), else `+eval_set=<set>`, else `<group>.eval_set`."""
+    many = cfg.get("eval_sets")
+    if many is None:
+        return [check_eval_set(cfg.get("eval_set") or cfg[group].get("eval_set"))]
+    sets = [check_eval_set(str(e)) for e in many]
+    if not sets or len(set(sets)) != len(sets):
+        raise InputError(f"eval_sets must be a non-empty list without repeats, got {list(many)}")
+    return sets

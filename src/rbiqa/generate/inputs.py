@@ -30,14 +30,6 @@ def check_arm(name: str | None, kind: str | None) -> str:
     return kind
 
 
-def check_eval_set(eval_set: str | None) -> str:
-    if not eval_set:
-        raise InputError(f"no eval set selected: pass +eval_set=<set>, one of {', '.join(P.EVAL_SETS)}")
-    if eval_set not in P.EVAL_SETS:
-        raise InputError(f"unknown eval set {eval_set!r}; expected one of {', '.join(P.EVAL_SETS)}")
-    return eval_set
-
-
 def load_eval_items(path: str | Path, eval_set: str) -> list[EvalItem]:
     """Validated items of one eval set; duplicates and rows of another set are errors, not skipped."""
     path = Path(path)

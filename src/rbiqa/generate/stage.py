@@ -17,13 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from rbiqa import models
 from rbiqa import paths as P
-from rbiqa.config import stage_main, to_container
+from rbiqa.config import selected_eval_sets, stage_main, to_container
 from rbiqa.generate.cache import ItemCache, cache_path, item_key
 from rbiqa.generate.fewshot import FewShotSelector
 from rbiqa.generate.inputs import (
     adapter_files,
     check_arm,
-    check_eval_set,
     load_eval_items,
     load_train_originals,
 )
@@ -36,17 +35,6 @@ from rbiqa.manifest import write_manifest
 from rbiqa.schemas import EvalItem, Generation
 
 log = logging.getLogger(__name__)
-
-
-def selected_eval_sets(cfg: DictConfig) -> list[str]:
-    """`eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `generate.eval_set`."""
-    many = cfg.get("eval_sets")
-    if many is not None:
-        sets = [check_eval_set(str(e)) for e in many]
-        if not sets or len(set(sets)) != len(sets):
-            raise InputError(f"eval_sets must be a non-empty list without repeats, got {list(many)}")
-        return sets
-    return [check_eval_set(cfg.get("eval_set") or cfg.generate.get("eval_set"))]
 
 
 def build_prompts(
@@ -178,7 +166,7 @@ def arm_context(cfg: DictConfig) -> ArmContext:
 def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Every selected eval set of one arm, in one process: the pipeline runs one job per arm, because
     importing torch and loading + NF4-round-tripping the weights cost about as much as answering a set."""
-    eval_sets = selected_eval_sets(cfg)
+    eval_sets = selected_eval_sets(cfg, "generate")
     from transformers import set_seed
 
     set_seed(int(cfg.seed))
@@ -186,17 +174,16 @@ def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         import torch
 
         torch.set_num_threads(int(cfg.generate.num_threads))
-    for eval_set in eval_sets:  # every input is checked before the first answer is generated
-        load_eval_items(P.eval_set_path(eval_set), eval_set)
+    # every eval set is read and checked before the first answer is generated
+    items = {e: load_eval_items(P.eval_set_path(e), e) for e in eval_sets}
     ctx = arm_context(cfg)
-    return {eval_set: run_eval_set(cfg, ctx, eval_set) for eval_set in eval_sets}
+    return {e: run_eval_set(cfg, ctx, e, items[e]) for e in eval_sets}
 
 
-def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str) -> dict[str, Any]:
+def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[EvalItem]) -> dict[str, Any]:
     t_start = time.perf_counter()
     g = cfg.generate
     eval_path = P.eval_set_path(eval_set)
-    items = load_eval_items(eval_path, eval_set)
     prompts, context_summary = build_prompts(cfg, ctx.kind, items)
     jobs = [
         Job(it.item_id, item_key(ctx.fp, msgs), msgs, c) for it, (msgs, c) in zip(items, prompts, strict=True)

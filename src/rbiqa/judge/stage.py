@@ -16,8 +16,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rbiqa import paths as P
-from rbiqa.config import to_container
-from rbiqa.io import InputError, write_jsonl
+from rbiqa.config import selected_eval_sets, to_container
+from rbiqa.io import write_jsonl
 from rbiqa.judge.backends import make_backend
 from rbiqa.judge.cache import JudgeCache
 from rbiqa.judge.inputs import load_eval_items, load_generations
@@ -28,18 +28,6 @@ from rbiqa.manifest import write_manifest
 log = logging.getLogger(__name__)
 
 JUDGE_CACHE_DIR = P.CACHE / "judge"
-
-
-def selected_eval_sets(cfg: DictConfig) -> list[str]:
-    """`eval_sets=[a,b]` (top level, as the rule passes it), else `+eval_set=<set>` or `judge.eval_set`."""
-    many = cfg.get("eval_sets")
-    sets = [str(e) for e in many] if many is not None else [cfg.get("eval_set") or cfg.judge.get("eval_set")]
-    for eval_set in sets:
-        if eval_set not in P.EVAL_SETS:
-            raise InputError(f"eval set {eval_set!r} is not one of {list(P.EVAL_SETS)}; pass +eval_set=<set>")
-    if not sets or len(set(sets)) != len(sets):
-        raise InputError(f"eval_sets must be a non-empty list without repeats, got {sets}")
-    return sets
 
 
 def repo_relative(path: Path) -> Path:
@@ -66,7 +54,7 @@ def main(cfg: DictConfig) -> dict[str, dict]:
     """Every selected eval set of one arm, keyed by set: the pipeline runs one job per arm, so the
     backend (the reference judge's embedding model, or the API client) is set up once."""
     np.random.seed(int(cfg.get("seed", 0)))
-    eval_sets = selected_eval_sets(cfg)
+    eval_sets = selected_eval_sets(cfg, "judge")
     arm = str(cfg.arm.name)
     backend = make_backend(cfg.judge)  # fails fast on a missing API key, before reading anything
     inputs = {e: (items := load_eval_items(e), load_generations(arm, e, items)) for e in eval_sets}

@@ -59,14 +59,21 @@ def item_seed(seed: int, *parts: Any) -> int:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(model_path: str, dtype: str, prefix: list[dict[str, str]], threads: int) -> None:
+def _local_model(model_path, dtype: str, threads: int):
+    """The rephrasing model, in the stage's process or in a worker, with its torch thread count."""
     import torch
 
-    from rbiqa.models import load_causal_lm, load_tokenizer
-    from rbiqa.prefix_decoding import PrefixCachedSampler
+    from rbiqa.models import load_causal_lm
 
     torch.set_num_threads(threads)
-    model = load_causal_lm(model_path, dtype=dtype)
+    return load_causal_lm(model_path, dtype=dtype)
+
+
+def _worker_init(model_path: str, dtype: str, prefix: list[dict[str, str]], threads: int) -> None:
+    from rbiqa.models import load_tokenizer
+    from rbiqa.prefix_decoding import PrefixCachedSampler
+
+    model = _local_model(model_path, dtype, threads)
     _WORKER["sampler"] = PrefixCachedSampler(model, load_tokenizer(model_path), prefix)
 
 
@@ -115,19 +122,15 @@ class HFLocalBackend:
     def _load(self):
         if self._sampler is not None:
             return self._sampler
-        import torch
-
-        from rbiqa.models import load_causal_lm
-
-        torch.set_num_threads(int(self.cfg.get("threads", 2)))
-        model = load_causal_lm(self.model_path, dtype=str(self.cfg.get("dtype", "float32")))
-        tok = self._tokenizer
+        model = _local_model(
+            self.model_path, str(self.cfg.get("dtype", "float32")), int(self.cfg.get("threads", 2))
+        )
         if self.cfg.get("prefix_cache", True):
             from rbiqa.prefix_decoding import PrefixCachedSampler
 
-            self._sampler = PrefixCachedSampler(model, tok, self.prompt.chat_prefix())
+            self._sampler = PrefixCachedSampler(model, self._tokenizer, self.prompt.chat_prefix())
         else:
-            self._sampler = _PlainSampler(model, tok, self.prompt)
+            self._sampler = _PlainSampler(model, self._tokenizer, self.prompt)
         return self._sampler
 
     def _worker_pool(self):
