@@ -6,12 +6,22 @@ is quarantined with its reason, never silently dropped.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from rbiqa import paths as P
 
 Category = Literal["fact-based", "reasoning"]
-EvalSet = Literal["test_paraphrase", "test_unseen", "unanswerable", "general"]
+
+
+def _known_eval_set(v: str) -> str:
+    if v not in P.EVAL_SETS:
+        raise ValueError(f"unknown eval set {v!r}; known: {', '.join(P.EVAL_SETS)}")
+    return v
+
+
+EvalSet = Annotated[str, AfterValidator(_known_eval_set)]  # one of rbiqa.paths.EVAL_SETS
 
 
 class _Strict(BaseModel):

@@ -19,9 +19,9 @@ import pytest
 from rbiqa import paths as P
 from rbiqa.figures.files import MANIFEST as FIGURES_MANIFEST
 from rbiqa.figures.files import all_outputs
-from rbiqa.report.sample_results import write_sample_results
 from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
 from rbiqa.stats.files import all_metric_paths
+from tests.fixtures.sample_results import write_sample_results
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = """configfile: "conf/pipeline.yaml"

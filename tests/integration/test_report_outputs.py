@@ -17,9 +17,9 @@ import pytest
 from rbiqa import paths as P
 from rbiqa.figures.files import all_outputs, figure_paths
 from rbiqa.report.build import LatexError, build_pdf
-from rbiqa.report.sample_results import DEFAULT_ARMS, prepare_report_tree
 from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
 from rbiqa.stats.files import all_metric_paths
+from tests.fixtures.sample_results import DEFAULT_ARMS, prepare_report_tree
 
 FAST = ["stats.bootstrap.n_resamples=2000"]
 HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None

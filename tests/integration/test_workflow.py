@@ -39,7 +39,7 @@ def test_lint_passes():
 
 def test_bad_pipeline_config_is_rejected(workspace):
     proc = run_cmd(
-        [*SNAKEMAKE, "-n", "--cores", "1", "--config", "eval_sets=[nonsense]"],
+        [*SNAKEMAKE, "-n", "--cores", "1", "--config", 'overrides=["study.eval_sets=[nonsense]"]'],
         cwd=workspace,
         check=False,
         timeout=300,

@@ -9,9 +9,9 @@ import torch
 
 from rbiqa import paths as P
 from rbiqa.generate import stage
-from rbiqa.generate.weights import nf4_roundtrip_
 from rbiqa.io import read_json, read_jsonl
 from rbiqa.models import load_causal_lm
+from rbiqa.nf4 import nf4_roundtrip_
 from tests.unit._generate_fixtures import compose_cfg, eval_rows, make_tiny_model, write_jsonl
 
 QUANT = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
@@ -70,7 +70,7 @@ def test_cpu_modes_in_the_stage(tmp_path, monkeypatch, tiny_model):
 def test_roundtrip_cache_gives_the_same_weights(tiny_model, tmp_path):
     from safetensors.torch import save_file
 
-    from rbiqa.generate.weights import cached_nf4_roundtrip_
+    from rbiqa.nf4 import cached_nf4_roundtrip_
 
     cache = tmp_path / "w.safetensors"
     fresh = load_causal_lm(tiny_model)

@@ -17,10 +17,11 @@ import pytest
 from rbiqa.figures import tables
 from rbiqa.figures.data import Metrics
 from rbiqa.figures.numbers import build_numbers
-from rbiqa.report.sample_results import PAPER_ARMS, write_sample_results
 from rbiqa.stats.agreement import read_agreement
 from rbiqa.stats.load import load_results
 from rbiqa.stats.metrics import StatsSettings, compute_all
+from rbiqa.study import arm_spec
+from tests.fixtures.sample_results import PAPER_ARMS, write_sample_results
 
 PAPER = Path(__file__).resolve().parents[2] / "paper"
 
@@ -37,7 +38,9 @@ def metrics_for(root: Path, arms, agreement: bool) -> Metrics:
     with contextlib.chdir(root):
         results = load_results(arms, ["test_paraphrase", "test_unseen", "unanswerable", "general"])
         ag = read_agreement(Path("results/judge/agreement.json"))
-    sections = compute_all(results, StatsSettings(n_resamples=200), ag, arms)
+    finetuned = [a for a in arms if arm_spec(a).finetuned]
+    replicates = {"ft_k3": ["ft_k3", "ft_k3_s2", "ft_k3_s3"]} if "ft_k3_s2" in arms else {}
+    sections = compute_all(results, StatsSettings(n_resamples=200), ag, arms, None, finetuned, replicates)
     return Metrics(sections)
 
 

@@ -193,7 +193,7 @@ def test_compute_all_on_calibration_long_table(calib):
     long.loc[drop, "score"] = np.nan
     long.loc[drop, "status"] = "missing"
     settings = StatsSettings(n_resamples=2000, references=("base",), extra_pairs=())
-    m = compute_all(long, settings, {"available": False}, ["base", "ft_k3"], ["test_unseen"])
+    m = compute_all(long, settings, {"available": False}, ["base", "ft_k3"], ["test_unseen"], ["ft_k3"])
     acc = {r["arm"]: r for r in m["accuracy"]["records"]}
     ft = calib[calib["model"] == "finetuned"].reset_index(drop=True)
     kept = ft.iloc[3:]

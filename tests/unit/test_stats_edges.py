@@ -16,7 +16,7 @@ from rbiqa.stats.intervals import (
 )
 from rbiqa.stats.metrics import NO_JUDGED, StatsSettings, compute_all
 from rbiqa.stats.paired import PairedTable, mcnemar_exact_p, pair_items, paired_comparison, phi_coefficient
-from rbiqa.stats.seeds import replicate_groups, seed_spread
+from rbiqa.stats.seeds import seed_spread
 
 
 def rng():
@@ -117,7 +117,9 @@ def test_pair_items_rejects_source_id_mismatch():
 
 def test_missing_judgments_never_count_as_zero():
     long = pd.concat([_frame("base", [1, 0, 1, None, None]), _frame("ft_k3", [1, 1, 1, 1, None])])
-    m = compute_all(long, StatsSettings(n_resamples=200, extra_pairs=()), {"available": False})
+    m = compute_all(
+        long, StatsSettings(n_resamples=200, extra_pairs=()), {"available": False}, finetuned=["ft_k3"]
+    )
     acc = {r["arm"]: r for r in m["accuracy"]["records"]}
     assert acc["base"]["accuracy"] == pytest.approx(2 / 3)  # 2 of 3 judged, not 2 of 5
     assert acc["base"]["n_missing"] == 2 and acc["base"]["n_judged"] == 3
@@ -126,7 +128,9 @@ def test_missing_judgments_never_count_as_zero():
 
 def test_empty_after_exclusion_is_flagged_not_crashing():
     long = pd.concat([_frame("base", [None, None]), _frame("ft_k3", [1, 0])])
-    m = compute_all(long, StatsSettings(n_resamples=200, extra_pairs=()), {"available": False})
+    m = compute_all(
+        long, StatsSettings(n_resamples=200, extra_pairs=()), {"available": False}, finetuned=["ft_k3"]
+    )
     acc = {r["arm"]: r for r in m["accuracy"]["records"]}
     assert acc["base"]["accuracy"] is None and acc["base"]["flag"] == NO_JUDGED
     assert acc["ft_k3"]["accuracy"] == 0.5 and acc["ft_k3"]["flag"] is None
@@ -142,9 +146,7 @@ def test_absent_items_counted_separately():
     assert (r["n_judged"], r["n_missing"], r["n_absent"], r["accuracy"]) == (2, 0, 1, 0.5)
 
 
-def test_replicate_groups_and_seed_spread():
-    groups = replicate_groups(["base", "ft_k3", "ft_k3_s3", "ft_k3_s2", "ft_x_s2"])
-    assert groups == {"ft_k3": ["ft_k3", "ft_k3_s2", "ft_k3_s3"]}  # ft_x has no replicate-1 arm
+def test_seed_spread():
     s = seed_spread({"a": 0.5, "b": 0.6, "c": 0.7}, {"a": 100, "b": 100, "c": 100})
     assert s["sd_between_seeds"] == pytest.approx(0.1)
     assert s["range"] == pytest.approx(0.2)

@@ -116,16 +116,16 @@ def test_only_the_answer_and_end_of_turn_are_trained(model_dir, tmp_path):
         assert run.system_prompt.split()[0] in tok.decode(seg_ids[:first])
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["model_loss", "trl_fused_head"])
-def test_packed_examples_do_not_attend_to_each_other(model_dir, tmp_path, fused):
+@pytest.mark.parametrize("head", ["full", "fused", "completion"])
+def test_packed_examples_do_not_attend_to_each_other(model_dir, tmp_path, head):
     """The trainer's loss on a padding-free row equals the token-weighted loss of each example alone.
 
-    This goes through the trainer's real path (collator, compute_loss with either LM head, sdpa), where
+    This goes through the trainer's real path (collator, compute_loss with each LM head, sdpa), where
     transformers turns the restarting position_ids into a block-diagonal mask. That only happens without
     a KV cache (TRL passes use_cache=False). Negative control: position_ids that do not restart make the
     examples one sequence, and the loss changes, so this comparison does detect cross-example attention."""
     _, batch, _ = collated_batch(
-        model_dir, tmp_path, ["train.lora.dropout=0.0", f"train.fused_lm_head.cpu={str(fused).lower()}"]
+        model_dir, tmp_path, ["train.lora.dropout=0.0", f"train.loss_head.cpu={head}"]
     )
     trainer = batch.pop("_trainer")
     model = trainer.model.eval()

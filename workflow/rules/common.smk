@@ -2,13 +2,13 @@
 import os
 import shlex
 import sys
-from functools import lru_cache
 
 from snakemake.utils import validate
 
 from rbiqa import paths as P
 from rbiqa.config import compose as _compose
 from rbiqa.stamps import write_stamps
+from rbiqa.study import load_study
 
 validate(config, "../schemas/pipeline.schema.yaml")
 
@@ -24,25 +24,18 @@ os.environ["PATH"] = os.pathsep.join(
 )
 
 EXP = config["experiment"]
-if EXP not in config["arms"]:
-    raise ValueError(
-        f"experiment {EXP!r} has no arms list in conf/pipeline.yaml (known: {sorted(config['arms'])})"
-    )
-ARMS = list(config["arms"][EXP])
-EVAL_SETS = list(config["eval_sets"])
 OVERRIDES = list(config.get("overrides", []))
 # Hydra arguments every stage gets: the experiment (scale) and any user overrides.
 HYDRA = " ".join(shlex.quote(a) for a in [f"experiment={EXP}", *OVERRIDES])
+# The experiment's composed config (offline, ~0.2 s): the study (arms, their kinds, eval sets) and the
+# base model are read from it, never restated here.
+CFG = _compose([f"experiment={EXP}", *OVERRIDES])
+STUDY = load_study(CFG)
+ARMS = STUDY.arm_names
+EVAL_SETS = list(STUDY.eval_sets)
+FT_ARMS = STUDY.ft_arms
 # The eval sets a generate/judge job (one per arm) handles, as one quoted Hydra override.
 EVAL_SETS_OVERRIDE = shlex.quote(f"eval_sets=[{','.join(EVAL_SETS)}]")
-
-
-def arm_kind(arm):
-    """Arm kind without composing Hydra: ft_* arms are fine-tuned, the rest are prompting baselines."""
-    return "finetune" if arm.startswith("ft_") else "baseline"
-
-
-FT_ARMS = [a for a in ARMS if arm_kind(a) == "finetune"]
 
 
 wildcard_constraints:
@@ -71,29 +64,24 @@ def bench_path(name):
     return f"benchmarks/results/{EXP}/{name}.tsv"
 
 
-# The base model of this experiment, known at DAG time (composition is offline and takes ~0.2 s).
-MODEL_NAME = _compose([f"experiment={EXP}", *OVERRIDES]).model.name
+# The base model of this experiment, known at DAG time.
+MODEL_NAME = CFG.model.name
 MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
 
 
 # Input functions of evaluate_generate.smk
-@lru_cache(maxsize=None)
-def _generate_arm_kind(arm):
-    """arm.kind from the composed arm config: only fewshot/rag arms read the training file."""
-    return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES]).arm.kind
-
-
 def generate_inputs(wildcards):
     inputs = {
         "eval_sets": [P.eval_set_path(e).as_posix() for e in EVAL_SETS],
         "model": MODEL_MANIFEST,
         "stamp": stamp("generate", wildcards.arm),
     }
-    if arm_kind(wildcards.arm) == "finetune":
+    kind = STUDY.kind(wildcards.arm)
+    if kind == "finetune":
         adapter = P.adapter_dir(wildcards.arm)
         inputs["adapter"] = (adapter / "adapter_model.safetensors").as_posix()
         inputs["adapter_config"] = (adapter / "adapter_config.json").as_posix()
-    elif _generate_arm_kind(wildcards.arm) in ("fewshot", "rag"):
+    elif kind in ("fewshot", "rag"):
         inputs["train"] = P.CLEAN_TRAIN.as_posix()
     return inputs
 
@@ -101,15 +89,6 @@ def generate_inputs(wildcards):
 # Input functions of report.smk
 def _posix(paths):
     return [p.as_posix() for p in paths]
-
-
-def stats_scope():
-    """Hydra overrides that pin the stats run to exactly the judgments this rule lists."""
-    arms = ",".join(ARMS)
-    sets = ",".join(EVAL_SETS)
-    return " ".join(
-        shlex.quote(o) for o in (f"stats.arms=[{arms}]", f"stats.eval_sets=[{sets}]")
-    )
 
 
 def lineage_inputs():

@@ -36,9 +36,8 @@ rule stats:
         runtime=15,
     params:
         hydra=HYDRA,
-        scope=stats_scope(),
     shell:
-        "python -m rbiqa.stats {params.hydra} {params.scope} > {log} 2>&1"
+        "python -m rbiqa.stats {params.hydra} > {log} 2>&1"
 
 
 rule figures:

@@ -1,4 +1,4 @@
-# Stage 5: QLoRA fine-tuning, one job per fine-tuned arm (FT_ARMS: the ft_* arms of this experiment).
+# Stage 5: QLoRA fine-tuning, one job per fine-tuned arm (FT_ARMS: the study's arms of kind finetune).
 # Targets: results/<arm>/adapter/{adapter_model.safetensors, adapter_config.json, trainer_log.csv,
 # train_summary.json, manifest.json}. Checkpoints go to results/<arm>/checkpoints/, a scratch dir that is
 # not an output: an interrupted job resumes from it when rerun with the same config and data, and a
@@ -35,14 +35,14 @@ rule train:
         bench_path("train/{arm}")
     wildcard_constraints:
         arm=TRAIN_ARM_PATTERN,
+    # before the prompting arms' generate jobs: the fine-tuned arms' generate and judge jobs wait on it
+    priority: 10
     conda:
         "../envs/rbiqa.yaml"
     # CPU scales: one core per arm (torch uses `threads` intra-op threads, passed below), so the two
     # default arms train side by side; a 2-thread job could not start while any 1-thread generate job
     # held a core. On a GPU node a few cores feed the data loader and the optimizer.
     threads: 1 if EXP in ("default", "tiny") else 8
-    # before the prompting arms' generate jobs: the fine-tuned arms' generate and judge jobs wait on it
-    priority: 10
     resources:
         # CPU default: peak RSS measured ~4.6 GB (4-bit SmolLM2 + eval logits); paper: host RAM for
         # loading and quantizing Qwen2.5-3B (the GPU memory is what the gpu resource buys).

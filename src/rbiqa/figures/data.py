@@ -7,7 +7,6 @@ as "n/a" while its sentence is switched off by an \\if flag.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 from rbiqa import paths as P
 from rbiqa.io import InputError, read_json
 from rbiqa.stats.files import SECTIONS
+from rbiqa.study import Study
 
 TRAINER_LOG_COLUMNS = ("step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s")
 ROLE_ARMS = {"Base": "base", "Fewshot": "base_fewshot", "Rag": "base_rag", "KZero": "ft_k0"}
@@ -107,25 +107,6 @@ def find_key(obj, *names: str):
     return None
 
 
-_FAMILIES = {
-    "k": (re.compile(r"^ft_k(\d+)$"), lambda m: float(m.group(1)), "rephrasings per question $k$"),
-    "rank": (re.compile(r"^ft_r(\d+)$"), lambda m: float(m.group(1)), "LoRA rank $r$"),
-    "lr": (re.compile(r"^ft_lr(.+)$"), lambda m: float(m.group(1)), "learning rate"),
-    "epochs": (re.compile(r"^ft_ep(.+)$"), lambda m: float(m.group(1).replace("p", ".")), "epochs"),
-}
-# where the main arm's own value of each family lives in its train manifest config
-_MAIN_KEYS = {
-    "k": ("arm", "n_rephrasings"),
-    "rank": ("train", "lora", "r"),
-    "lr": ("train", "learning_rate"),
-    "epochs": ("train", "num_train_epochs"),
-}
-
-
-def family_label(family: str) -> str:
-    return _FAMILIES[family][2]
-
-
 def _dig(d, keys):
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -135,24 +116,20 @@ def _dig(d, keys):
 
 
 def ablation_families(
-    arms: list[str], main_arm: str | None, root: Path = Path(".")
+    study: Study, main_arm: str | None, root: Path = Path(".")
 ) -> dict[str, dict[str, float]]:
-    """{family: {arm: x}} for families with at least two arms; the main arm joins the rank, learning-rate
-    and epoch families at its recorded value (from its train manifest) when that is known."""
+    """{config path: {arm: value}} for every setting that the study's ablation arms vary (arm.ablation),
+    with the main arm joining each at its own value. Values are what trained: read from each arm's train
+    manifest (its resolved config). Non-numeric settings and families of fewer than two arms are left
+    out (they have no axis to draw)."""
     out: dict[str, dict[str, float]] = {}
-    for fam, (rx, parse, _) in _FAMILIES.items():
+    for param, arms in study.ablation_params().items():
         members = {}
-        for a in arms:
-            if m := rx.match(a):
-                try:
-                    members[a] = parse(m)
-                except ValueError:
-                    continue
-        if main_arm and main_arm not in members and members:
-            man = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json")
-            val = _dig((man or {}).get("config", {}), _MAIN_KEYS[fam])
+        for a in [*arms, *([main_arm] if main_arm and main_arm not in arms else [])]:
+            man = read_manifest(root / P.adapter_dir(a) / "manifest.json")
+            val = _dig((man or {}).get("config", {}), param.split("."))
             if isinstance(val, int | float) and not isinstance(val, bool):
-                members[main_arm] = float(val)
+                members[a] = float(val)
         if len(members) >= 2:
-            out[fam] = dict(sorted(members.items(), key=lambda kv: kv[1]))
+            out[param] = dict(sorted(members.items(), key=lambda kv: kv[1]))
     return out

@@ -18,15 +18,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from rbiqa.figures.data import family_label  # noqa: E402
-
-SET_LABELS = {
-    "test_paraphrase": "test_paraphrase (trained facts, new wording)",
-    "test_unseen": "test_unseen (unseen questions)",
-    "unanswerable": "unanswerable (abstention)",
-    "general": "general (forgetting probe)",
-}
-
 
 def apply_style(style: Mapping) -> None:
     sns.set_theme(
@@ -49,12 +40,15 @@ def _err(est: float, lo: float, hi: float) -> list[list[float]]:
     return [[max(0.0, 100 * (est - lo))], [max(0.0, 100 * (hi - est))]]
 
 
-def _kind(arm: str) -> str:
-    return "fine-tuned" if arm.startswith("ft_") else "prompting baseline"
-
-
-def accuracy_by_arm(acc: pd.DataFrame, arms: Sequence[str], eval_sets: Sequence[str]) -> plt.Figure:
-    """Fig. 1: accuracy with Wilson intervals, one panel per eval set, arms in study order."""
+def accuracy_by_arm(
+    acc: pd.DataFrame,
+    arms: Sequence[str],
+    eval_sets: Sequence[str],
+    finetuned: Sequence[str],
+    set_labels: Mapping[str, str] | None = None,
+) -> plt.Figure:
+    """Fig. 1: accuracy with Wilson intervals, one panel per eval set (titled from `set_labels`), arms in
+    study order."""
     acc = acc[acc["accuracy"].notna()]
     if acc.empty:
         return placeholder("no judged items in any arm")
@@ -73,7 +67,7 @@ def accuracy_by_arm(acc: pd.DataFrame, arms: Sequence[str], eval_sets: Sequence[
     for ax, e in zip(axes.flat, eval_sets, strict=False):
         d = acc[acc["eval_set"] == e]
         for _, r in d.iterrows():
-            c = colours[_kind(r["arm"])]
+            c = colours["fine-tuned" if r["arm"] in finetuned else "prompting baseline"]
             ax.errorbar(
                 100 * r["accuracy"],
                 ypos[r["arm"]],
@@ -83,7 +77,7 @@ def accuracy_by_arm(acc: pd.DataFrame, arms: Sequence[str], eval_sets: Sequence[
                 capsize=2,
                 xerr=_err(r["accuracy"], r["wilson_lo"], r["wilson_hi"]),
             )
-        ax.set_title(SET_LABELS.get(e, e).replace(" (", "\n("), fontsize="small")
+        ax.set_title((set_labels or {}).get(e, e).replace(" (", "\n("), fontsize="small")
         ax.set_xlim(0, 100)
         ax.set_xlabel("judge accuracy (%)")
     for ax in axes.flat[n:]:
@@ -227,8 +221,11 @@ def ablations(
     families: Mapping[str, Mapping[str, float]],
     eval_sets: Sequence[str],
     replicates: Mapping[str, Sequence[str]] | None = None,
+    labels: Mapping[str, str] | None = None,
+    log_scale: Sequence[str] = (),
 ) -> plt.Figure:
-    """Fig. 5: accuracy against each ablated hyperparameter that has at least two arms.
+    """Fig. 5: accuracy against each ablated hyperparameter (a config path) that has at least two arms;
+    `labels` names the axes, `log_scale` lists the paths drawn on a log axis.
 
     Seed replicates of an arm in a family are drawn as hollow markers at its x, so the seed spread is
     visible next to the ablation effect.
@@ -273,13 +270,13 @@ def ablations(
                     s=22,
                     zorder=3,
                 )
-        if fam == "lr":
+        if fam in log_scale:
             ax.set_xscale("log")
         # ticks at the values that ran (log minor labels would overlap)
         xs = sorted(set(members.values()))
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
-        ax.set_xlabel(family_label(fam))
+        ax.set_xlabel((labels or {}).get(fam, fam))
         ax.set_ylim(0, 100)
     axes[0, 0].set_ylabel("judge accuracy (%)")
     axes[0, 0].legend(fontsize="x-small", frameon=False)

@@ -24,6 +24,7 @@ from rbiqa.figures.numbers import build_numbers  # noqa: E402
 from rbiqa.io import atomic_write  # noqa: E402
 from rbiqa.manifest import write_manifest  # noqa: E402
 from rbiqa.stats.files import all_metric_paths  # noqa: E402
+from rbiqa.study import Study, load_study  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def make_figures(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> dict[str, float]:
+def make_figures(m: Metrics, report_cfg: dict, study: Study, root: Path = Path(".")) -> dict[str, float]:
     """Draw and save every figure; returns seconds per figure (logged, to keep the reviewer path fast)."""
     fcfg = report_cfg["figures"]
     plots.apply_style(fcfg.get("style", {}))
@@ -59,9 +60,11 @@ def make_figures(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> dict[s
     cat_arms = [a for a in (base, main) if a]
     cat_sets = list(dict.fromkeys(cat["eval_set"])) if len(cat) else []
     logs = [read_trainer_log(a, root) for a in m.summary.get("ft_arms", [])]
-    families = ablation_families(m.arms, main, root)
+    families = ablation_families(study, main, root)
     builders = {
-        "accuracy": lambda: plots.accuracy_by_arm(acc, m.arms, m.eval_sets),
+        "accuracy": lambda: plots.accuracy_by_arm(
+            acc, m.arms, m.eval_sets, m.summary.get("ft_arms", []), fcfg.get("eval_set_labels", {})
+        ),
         "forest": lambda: plots.forest(paired, base or "base", m.eval_sets),
         "per_area": lambda: plots.per_area(
             cat, cat_arms, cat_sets, fcfg.get("small_n_colour", "0.65"), int(fcfg.get("max_areas", 30))
@@ -74,6 +77,8 @@ def make_figures(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> dict[s
             families,
             [e for e in ("test_paraphrase", "test_unseen") if e in m.eval_sets] or m.eval_sets,
             m["seeds"].get("groups", {}),
+            fcfg.get("ablation_labels", {}),
+            fcfg.get("ablation_log_scale", []),
         ),
         "judge_confusion": lambda: plots.judge_confusion(m["judge_agreement"]),
     }
@@ -107,10 +112,11 @@ def make_tables(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> None:
 def run(cfg: DictConfig) -> None:
     report_cfg = to_container(cfg.report)
     m = Metrics.load()
-    timings = make_figures(m, report_cfg)
+    study = load_study(cfg)
+    timings = make_figures(m, report_cfg, study)
     log.info("figure seconds: %s", timings)
     make_tables(m, report_cfg)
-    n_fam = len(ablation_families(m.arms, m.main_arm))
+    n_fam = len(ablation_families(study, m.main_arm))
     write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam).render())
     ft = m.summary.get("ft_arms", [])
     inputs = [

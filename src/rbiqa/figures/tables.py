@@ -152,10 +152,10 @@ def counts(m: Metrics) -> str:
 
 
 def paired(m: Metrics, refs: Sequence[str], decimals: int) -> str:
-    keep_refs = set(refs)
+    keep_refs = set(refs) | set(m.summary.get("ft_arms", []))  # ft-vs-ft contrasts always shown
     rows = []
     for r in m["paired"]["records"]:
-        if r["ref"] not in keep_refs and not r["ref"].startswith("ft_"):  # ft-vs-ft contrasts always shown
+        if r["ref"] not in keep_refs:
             continue
         if r.get("diff") is None:
             rows.append(

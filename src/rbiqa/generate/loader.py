@@ -1,6 +1,6 @@
 """Loading the weights a generation job runs on, once, and only if some answer is not cached.
 
-A fully cached rerun never reads the weights. Which weights: see rbiqa.generate.weights (every arm runs
+A fully cached rerun never reads the weights. Which weights: see rbiqa.nf4 (every arm runs
 on the NF4 base that QLoRA training used; a LoRA adapter is attached, and merged where possible).
 """
 
@@ -15,22 +15,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from rbiqa import models
 from rbiqa.generate.runner import FatalGenerationError
-from rbiqa.generate.weights import CPU_MODES, cached_nf4_roundtrip_, cpu_quant, roundtrip_cache_file
-from rbiqa.io import InputError, read_json, sha256_path, sha256_text, stable_json
+from rbiqa.io import InputError
+from rbiqa.nf4 import (
+    CPU_MODES,
+    cached_nf4_roundtrip_,
+    cpu_quant,
+    roundtrip_cache_file,
+)
 
 log = logging.getLogger(__name__)
 
 
-def model_fingerprint(model_path: Path) -> str:
-    """Identity of the base weights: the fetch manifest's output hashes, else a hash of the directory."""
-    manifest = model_path / "manifest.json"
-    if manifest.exists():
-        return sha256_text(stable_json(read_json(manifest).get("outputs", {})))
-    return sha256_path(model_path)
-
-
 def weights_plan(g: DictConfig) -> dict[str, Any]:
-    """How the base weights are prepared (rbiqa.generate.weights): {"mode": ..., "quant": ...}."""
+    """How the base weights are prepared (rbiqa.nf4): {"mode": ..., "quant": ...}."""
     quant = OmegaConf.to_container(g.quant, resolve=True) if g.get("quant") else None
     if not quant or not quant.get("load_in_4bit", False):
         return {"mode": "none", "quant": None}

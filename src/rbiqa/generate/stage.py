@@ -26,12 +26,13 @@ from rbiqa.generate.inputs import (
     load_eval_items,
     load_train_originals,
 )
-from rbiqa.generate.loader import LazyModel, model_fingerprint, uses_prefix_decoding, weights_plan
+from rbiqa.generate.loader import LazyModel, uses_prefix_decoding, weights_plan
 from rbiqa.generate.prompts import base_messages, fewshot_messages, rag_messages
 from rbiqa.generate.retrieval import BM25Retriever
 from rbiqa.generate.runner import Job, RunStats, run_jobs
 from rbiqa.io import InputError, sha256_path, sha256_text, stable_json, write_jsonl
 from rbiqa.manifest import write_manifest
+from rbiqa.nf4 import model_fingerprint
 from rbiqa.schemas import EvalItem, Generation
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ one empty arm cannot block the report of the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -17,9 +17,9 @@ from rbiqa.stats.intervals import EmptySampleError, cluster_bootstrap_ci, wilson
 from rbiqa.stats.paired import pair_items, paired_comparison
 from rbiqa.stats.power import paired_mdd, unpaired_mdd
 from rbiqa.stats.secondary import compute_forgetting, compute_gap, compute_hallucination, compute_seeds
-from rbiqa.stats.study import NO_JUDGED, StatsSettings, Study, is_finetuned
+from rbiqa.stats.study import NO_JUDGED, StatsSettings, Study
 
-__all__ = ["NO_JUDGED", "StatsSettings", "Study", "compute_all", "is_finetuned"]
+__all__ = ["NO_JUDGED", "StatsSettings", "Study", "compute_all"]
 
 
 def _counts(cell: pd.DataFrame) -> dict:
@@ -202,8 +202,19 @@ def compute_all(
     agreement: dict,
     arms: Sequence[str] | None = None,
     eval_sets: Sequence[str] | None = None,
+    finetuned: Sequence[str] = (),
+    replicates: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict]:
-    study = Study(results, settings, list(arms or []), list(eval_sets or []))
+    """Every section; `finetuned` names the fine-tuned arms and `replicates` the seed-replicate groups
+    (both from rbiqa.study: arm.kind and arm.replicate_of)."""
+    study = Study(
+        results,
+        settings,
+        list(arms or []),
+        list(eval_sets or []),
+        list(finetuned),
+        {k: list(v) for k, v in (replicates or {}).items()},
+    )
     accuracy = compute_accuracy(study)
     paired = compute_paired(study)
     return {

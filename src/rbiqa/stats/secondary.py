@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rbiqa.stats.intervals import EmptySampleError, independent_diff_bootstrap_ci, newcombe_diff_ci
 from rbiqa.stats.paired import direction
-from rbiqa.stats.seeds import replicate_groups, seed_spread
+from rbiqa.stats.seeds import seed_spread
 from rbiqa.stats.study import NO_JUDGED, Study
 
 
@@ -143,7 +143,7 @@ def compute_gap(study: Study) -> dict:
 
 def compute_seeds(study: Study, accuracy: dict) -> dict:
     acc = {(r["arm"], r["eval_set"]): r for r in accuracy["records"]}
-    groups = replicate_groups(study.arms)
+    groups = {a: reps for a, reps in study.replicates.items() if all(r in study.arms for r in reps)}
     recs = []
     for arm, reps in groups.items():
         for e in study.eval_sets:

@@ -2,28 +2,12 @@
 
 A single training run hides how much the result would move with another seed; if the seed spread is
 as large as the CI half-width, the arm differences of one seed are not the whole story. Replicates are
-found by name: `<arm>_s<k>` is seed replicate k of `<arm>` (which is replicate 1).
+declared in their arm files (`arm.replicate_of`, read through rbiqa.study).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import numpy as np
-
-_REPLICATE = re.compile(r"^(?P<arm>.+)_s(?P<k>\d+)$")
-
-
-def replicate_groups(arms: Iterable[str]) -> dict[str, list[str]]:
-    """{arm: [arm, arm_s2, ...]} for every arm that has at least one replicate present."""
-    arms = list(arms)
-    groups: dict[str, list[str]] = {}
-    for a in arms:
-        m = _REPLICATE.match(a)
-        if m and m["arm"] in arms:
-            groups.setdefault(m["arm"], [m["arm"]]).append(a)
-    return {k: [v[0], *sorted(v[1:], key=lambda x: int(_REPLICATE.match(x)["k"]))] for k, v in groups.items()}
 
 
 def seed_spread(accuracies: dict[str, float], n_judged: dict[str, int]) -> dict:

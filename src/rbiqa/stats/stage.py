@@ -14,22 +14,24 @@ from rbiqa.stats.agreement import read_agreement
 from rbiqa.stats.files import MANIFEST, all_metric_paths, metric_path
 from rbiqa.stats.load import load_results
 from rbiqa.stats.metrics import StatsSettings, compute_all
-from rbiqa.stats.scope import resolve_scope
+from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, dict]:
     stats_cfg = to_container(cfg.stats)
-    experiment = cfg.get("experiment_name", "default")
-    arms, eval_sets = resolve_scope(stats_cfg, experiment)
+    study = load_study(cfg)
+    arms, eval_sets = study.arm_names, list(study.eval_sets)
     settings = StatsSettings.from_config(stats_cfg, cfg.seed)
     log.info("stats for %d arms x %d eval sets, B=%d", len(arms), len(eval_sets), settings.n_resamples)
     results = load_results(arms, eval_sets)
     agreement = read_agreement(P.JUDGE_AGREEMENT, settings.judge_agreement_block)
     if not agreement["available"]:
         log.warning("judge agreement unavailable: %s", agreement["reason"])
-    metrics = compute_all(results, settings, agreement, arms, eval_sets)
+    metrics = compute_all(
+        results, settings, agreement, arms, eval_sets, study.ft_arms, study.replicate_groups()
+    )
     for section, obj in metrics.items():
         write_json(metric_path(section), obj)
     inputs = [P.stamp("stats"), P.JUDGE_AGREEMENT]

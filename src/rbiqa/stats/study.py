@@ -68,10 +68,6 @@ class StatsSettings:
         )
 
 
-def is_finetuned(arm: str) -> bool:
-    return arm.startswith("ft_")
-
-
 @dataclass
 class Study:
     """The long table plus the resolved roles (which arm is the main one, which references exist)."""
@@ -80,6 +76,9 @@ class Study:
     settings: StatsSettings
     arms: list[str] = field(default_factory=list)
     eval_sets: list[str] = field(default_factory=list)
+    # the study's fine-tuned arms (arm.kind == finetune) and seed replicates ({arm: [arm, replicate, ...]})
+    finetuned: list[str] = field(default_factory=list)
+    replicates: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -91,7 +90,7 @@ class Study:
 
     @property
     def ft_arms(self) -> list[str]:
-        return [a for a in self.arms if is_finetuned(a)]
+        return [a for a in self.arms if a in self.finetuned]
 
     @property
     def references(self) -> list[str]:

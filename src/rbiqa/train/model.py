@@ -26,7 +26,8 @@ class Runtime:
     gradient_checkpointing: bool
     attn_implementation: str
     use_liger_kernel: bool
-    fused_lm_head: bool
+    loss_head: str  # fused | full | completion (rbiqa.train.trainer)
+    weights: str  # 4bit (bitsandbytes NF4 storage) | roundtrip (NF4 values in float32) | none
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +72,8 @@ def resolve_runtime(t: TrainSettings) -> Runtime:
         gradient_checkpointing=t.gradient_checkpointing[device],
         attn_implementation=attn,
         use_liger_kernel=liger,
-        fused_lm_head=t.fused_lm_head[device],
+        loss_head=t.loss_head[device],
+        weights="none" if not t.quant.load_in_4bit else ("4bit" if device == "cuda" else t.cpu_weights),
     )
 
 
@@ -82,7 +84,9 @@ def quant_dict(t: TrainSettings, rt: Runtime) -> dict[str, Any] | None:
 
 
 def load_base(model_path: Path, dtype: str, t: TrainSettings, rt: Runtime):
-    """The (quantized) base model, ready for k-bit training."""
+    """The frozen base model, ready for (Q)LoRA training: loaded 4-bit, or on CPU with `cpu_weights:
+    roundtrip` as float32 weights holding the NF4 values (rbiqa.nf4: the same function, no dequantisation
+    at every matmul)."""
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
@@ -90,6 +94,17 @@ def load_base(model_path: Path, dtype: str, t: TrainSettings, rt: Runtime):
     from rbiqa.models import bnb_config
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "attn_implementation": rt.attn_implementation}
+    if rt.weights == "roundtrip":
+        from rbiqa.nf4 import cached_nf4_roundtrip_, model_fingerprint, roundtrip_cache_file
+
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+        quant = quant_dict(t, rt)
+        n, hit = cached_nf4_roundtrip_(
+            model, quant, roundtrip_cache_file(model_fingerprint(model_path), quant)
+        )
+        log.info("NF4 round trip of %d frozen weights (%s the cache)", n, "from" if hit else "saved to")
+        model.config.use_cache = False
+        return model
     qc = bnb_config(quant_dict(t, rt))
     if qc is not None:
         kwargs["quantization_config"] = qc

@@ -74,7 +74,8 @@ class TrainSettings(_Strict):
     optim: dict[Literal["cpu", "cuda"], str]
     mixed_precision: Literal["auto", "no", "bf16", "fp16"]
     gradient_checkpointing: dict[Literal["cpu", "cuda"], bool]
-    fused_lm_head: dict[Literal["cpu", "cuda"], bool]
+    loss_head: dict[Literal["cpu", "cuda"], Literal["fused", "full", "completion"]]
+    cpu_weights: Literal["4bit", "roundtrip"] = "4bit"
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"]
     padding_free: bool
     packing: bool

@@ -86,23 +86,28 @@ class StopAtStep(TrainerCallback):
 class RbiqaSFTTrainer(SFTTrainer):
     """SFTTrainer with a choice of LM head for the loss (TRL's documented extension point).
 
-    TRL always scores tokens with its fused, chunked LM head. On CUDA (Triton) it projects only the
-    labelled positions and never builds the full logits: faster and much lighter. Elsewhere it projects
-    every position and recomputes the chunks in backward, and for SmolLM2 on CPU a step measured ~1.5x
-    the CPU time of the model's own loss. With `fused_lm_head=False` the loss is the model's standard
-    causal-LM loss on the same labels (answer + end-of-turn only), so the training objective is the same.
+    - fused: TRL's fused, chunked LM head. On CUDA (Triton) it projects only the labelled positions and
+      never builds the full logits. Elsewhere it projects every position and recomputes the chunks in
+      backward (for SmolLM2 on CPU ~1.5x the CPU time of a step with the model's own loss).
+    - full: the model's own causal-LM loss over the logits of every position.
+    - completion: logits only where the next token is trained (the answer and end-of-turn), through the
+      model's `logits_to_keep`, so the 49K-word output projection skips the prompt tokens, forward and
+      backward. Same labels and the same loss value as `full`.
     """
 
-    def __init__(self, *args, fused_lm_head: bool = True, **kwargs):
+    def __init__(self, *args, loss_head: str = "fused", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fused_lm_head = fused_lm_head
+        self.loss_head = loss_head
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.fused_lm_head:
+        if self.loss_head == "fused":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # no KV cache: transformers only derives the padding-free block-diagonal mask without one
         inputs = {**inputs, "use_cache": False}
-        result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        if self.loss_head == "completion":
+            result = completion_loss(model, inputs, num_items_in_batch, return_outputs)
+        else:
+            result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
         if model.training:
             # the token count SFTTrainer keeps for its `num_tokens` log (tokens_per_s in trainer_log.csv)
             if "attention_mask" in inputs:
@@ -112,6 +117,32 @@ class RbiqaSFTTrainer(SFTTrainer):
             self._total_train_tokens += n
             self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         return result
+
+
+def completion_loss(model, inputs: dict[str, Any], num_items_in_batch=None, return_outputs: bool = False):
+    """Causal-LM cross-entropy computed from the logits of the trained positions only.
+
+    Position i predicts token i+1, so the kept positions are those whose next label is not -100 (the
+    union over the batch's rows). Reduction as in transformers' ForCausalLMLoss: the sum over trained
+    tokens divided by `num_items_in_batch` when the Trainer passes it (gradient accumulation), else the
+    mean over this batch's trained tokens.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    keep = torch.nonzero((targets != -100).any(dim=0)).squeeze(1)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**model_inputs, logits_to_keep=keep)
+    logits = outputs.logits
+    tgt = targets[:, keep].to(logits.device)
+    loss = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    n = num_items_in_batch if num_items_in_batch is not None else (tgt != -100).sum()
+    loss = loss / torch.as_tensor(n, device=loss.device, dtype=loss.dtype).clamp(min=1)
+    return (loss, outputs) if return_outputs else loss
 
 
 def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, progress: bool = True):
@@ -189,7 +220,7 @@ def build_trainer(
         )
     trainer = RbiqaSFTTrainer(
         model=model,
-        fused_lm_head=rt.fused_lm_head,
+        loss_head=rt.loss_head,
         args=sft_config(run, rt, output_dir, progress=progress),
         train_dataset=train_ds,
         eval_dataset=eval_ds,

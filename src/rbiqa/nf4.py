@@ -1,12 +1,13 @@
-"""The base weights every arm generates with: the NF4-quantized base of QLoRA training.
+"""The NF4 base of QLoRA, on CPU at float32 speed: shared by training and generation.
 
 The adapters are trained against the 4-bit NF4 base (cfg.train.quant), so the fine-tuned arms must run
 on those weights, and the prompting arms on the same ones, or a score difference could come from the
 quantization rather than from the arm. On CUDA the model is simply loaded 4-bit. On CPU, bitsandbytes'
-4-bit kernels dequantize every weight at every decoding step, which is several times slower than a
-float32 matmul; `nf4_roundtrip_` instead replaces each weight that 4-bit loading would quantize by
-dequantize(quantize(W)) once, which gives the 4-bit model's weight values at float32 speed (a test
-compares them with a bitsandbytes-loaded model).
+4-bit kernels dequantize every weight at every matmul (forward and backward), which is several times
+slower than a float32 matmul; `nf4_roundtrip_` instead replaces each weight that 4-bit loading would
+quantize by dequantize(quantize(W)) once, which gives the 4-bit model's weight values at float32 speed
+(a test compares them with a bitsandbytes-loaded model). The base is frozen in QLoRA, so training over
+these weights computes the same function and gradients as training over the 4-bit storage.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from rbiqa import paths as P
-from rbiqa.io import sha256_text, stable_json
+from rbiqa.io import read_json, sha256_path, sha256_text, stable_json
 
 CPU_MODES = ("roundtrip", "4bit", "none")
 WEIGHTS_CACHE = P.CACHE / "generate" / "weights"
+
+
+def model_fingerprint(model_path: Path) -> str:
+    """Identity of the base weights: the fetch manifest's output hashes, else a hash of the directory."""
+    manifest = Path(model_path) / "manifest.json"
+    if manifest.exists():
+        return sha256_text(stable_json(read_json(manifest).get("outputs", {})))
+    return sha256_path(model_path)
 
 
 def skipped_modules(model) -> list[str]:
@@ -73,10 +82,12 @@ def cpu_quant(quant: dict[str, Any]) -> dict[str, Any]:
 
 
 def roundtrip_cache_file(model_fingerprint: str, quant: dict[str, Any]) -> Path:
-    """One file per (base weights, quantization settings, bitsandbytes version)."""
+    """One file per (base weights, quantization settings, bitsandbytes version); the compute dtype does not
+    change the stored values, so training and generation share the file."""
     from importlib.metadata import version
 
-    key = {"model": model_fingerprint, "quant": quant, "bitsandbytes": version("bitsandbytes")}
+    stored = {k: v for k, v in quant.items() if k != "compute_dtype"}
+    key = {"model": model_fingerprint, "quant": stored, "bitsandbytes": version("bitsandbytes")}
     return WEIGHTS_CACHE / f"{sha256_text(stable_json(key))[:24]}.safetensors"
 
 

@@ -1,0 +1,129 @@
+"""The study an experiment runs: its arms (with their kinds) and its eval sets, read from the config.
+
+`conf/experiment/<name>.yaml` lists `study.arms`; `study.eval_sets` is in `conf/config.yaml` unless an
+experiment overrides it. What an arm *is* (its kind, what it varies, which arm it replicates) is stated
+once, in `conf/arm/<name>.yaml`. Snakemake, stats and figures all read it from here, so adding an arm or
+an eval set to a study is a change to one YAML file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rbiqa import paths as P
+from rbiqa.config import conf_dir
+from rbiqa.io import InputError
+
+ArmKind = Literal["base", "fewshot", "rag", "finetune"]
+
+
+class Ablation(BaseModel):
+    """The one training setting an ablation arm changes: a dotted config path (its value is read from
+    the arm's resolved config, never repeated here)."""
+
+    model_config = ConfigDict(extra="forbid")
+    param: str = Field(min_length=1)
+
+
+class ArmSpec(BaseModel):
+    """The `arm:` section of conf/arm/<name>.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    kind: ArmKind
+    n_rephrasings: int | None = Field(default=None, ge=0)
+    ablation: Ablation | None = None
+    replicate_of: str | None = None  # a seed replicate of this arm (same recipe, another training seed)
+
+    @property
+    def finetuned(self) -> bool:
+        return self.kind == "finetune"
+
+
+@cache
+def _arm_spec(path: Path) -> ArmSpec:
+    if not path.exists():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise InputError(f"no arm config {path}: the study names an arm that does not exist (known: {known})")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        spec = ArmSpec.model_validate(raw.get("arm") or {})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InputError(f"{path}: arm.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    if spec.name != path.stem:
+        raise InputError(f"{path}: arm.name is {spec.name!r}; it must equal the file name {path.stem!r}")
+    if spec.finetuned and spec.n_rephrasings is None:
+        raise InputError(f"{path}: a finetune arm needs arm.n_rephrasings")
+    return spec
+
+
+def arm_spec(name: str) -> ArmSpec:
+    return _arm_spec(conf_dir() / "arm" / f"{name}.yaml")
+
+
+@dataclass(frozen=True)
+class Study:
+    arms: tuple[ArmSpec, ...]
+    eval_sets: tuple[str, ...]
+
+    @property
+    def arm_names(self) -> list[str]:
+        return [a.name for a in self.arms]
+
+    @property
+    def ft_arms(self) -> list[str]:
+        return [a.name for a in self.arms if a.finetuned]
+
+    def kind(self, arm: str) -> str:
+        return self.spec(arm).kind
+
+    def spec(self, arm: str) -> ArmSpec:
+        for a in self.arms:
+            if a.name == arm:
+                return a
+        raise KeyError(f"arm {arm!r} is not in this study ({self.arm_names})")
+
+    def replicate_groups(self) -> dict[str, list[str]]:
+        """{arm: [arm, replicate, ...]} for every arm of the study with a replicate in the study."""
+        groups: dict[str, list[str]] = {}
+        for a in self.arms:
+            if a.replicate_of and a.replicate_of in self.arm_names:
+                groups.setdefault(a.replicate_of, [a.replicate_of]).append(a.name)
+        return groups
+
+    def ablation_params(self) -> dict[str, list[str]]:
+        """{config path: [arms that vary it]}, in study order."""
+        out: dict[str, list[str]] = {}
+        for a in self.arms:
+            if a.ablation:
+                out.setdefault(a.ablation.param, []).append(a.name)
+        return out
+
+
+def check_eval_sets(eval_sets: Sequence[str]) -> tuple[str, ...]:
+    sets = tuple(str(e) for e in eval_sets)
+    unknown = [e for e in sets if e not in P.EVAL_SETS]
+    if unknown:
+        raise InputError(f"unknown eval set(s) {unknown} in study.eval_sets; known: {list(P.EVAL_SETS)}")
+    if not sets or len(set(sets)) != len(sets):
+        raise InputError(f"study.eval_sets must be a non-empty list without repeats, got {list(sets)}")
+    return sets
+
+
+def load_study(cfg: Mapping[str, Any]) -> Study:
+    """The study of a composed config (its `study` section)."""
+    study = cfg.get("study") or {}
+    names = [str(a) for a in (study.get("arms") or [])]
+    if not names:
+        raise InputError("study.arms is empty: the experiment file must list the arms it runs")
+    if len(set(names)) != len(names):
+        raise InputError(f"study.arms repeats an arm: {names}")
+    return Study(tuple(arm_spec(n) for n in names), check_eval_sets(study.get("eval_sets") or []))
