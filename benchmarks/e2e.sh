@@ -47,7 +47,7 @@ for r in rows:
     by_rule[rule] = round(by_rule.get(rule, 0) + r["seconds"], 1)
 out = {"experiment": exp, "status": status, "cores": os.cpu_count(), "platform": platform.platform(),
        "pipeline_wall_s": round(end - start, 1), "noop_rerun_s": round(noop_end - end, 1),
-       "budget_s": {"pipeline": 1200, "noop": 15}, "per_rule_s": by_rule, "jobs": rows}
+       "budget_s": {"pipeline": 1500, "noop": 15}, "per_rule_s": by_rule, "jobs": rows}
 os.makedirs(outdir, exist_ok=True)
 with open(f"{outdir}/e2e_{exp}.json", "w") as fh:
     json.dump(out, fh, indent=2)

@@ -171,6 +171,7 @@ def worker(variant: str, args) -> dict:
         "train.eval_steps=1000000",
         "train.logging_steps=1",
         "train.early_stopping_patience=0",
+        "train.selection=final",
         "train.warmup_ratio=0.0",
     ]
     if args.threads:
@@ -189,7 +190,8 @@ def worker(variant: str, args) -> dict:
     out_dir = Path(tempfile.mkdtemp(prefix=f"bench_{variant}_"))
     if variant == "ours":
         ds = Dataset.from_list(tokenized)
-        trainer, _ = build_trainer(run, rt, model, tok, ds, ds.select(range(2)), out_dir, progress=False)
+        evals = {"paraphrase": ds.select(range(2))}
+        trainer, _ = build_trainer(run, rt, model, tok, ds, evals, out_dir, progress=False)
         # padding-free batches hold no pad token, so every input token is useful
         trainer.args.include_num_input_tokens_seen = "all"
     else:

@@ -86,6 +86,20 @@ def load_causal_lm(
     return model
 
 
+def truncate_output(row: dict[str, Any], limit: int, tokenizer) -> dict[str, Any]:
+    """A chat_generate output cut to its first `limit` new tokens. Under greedy decoding this is exactly
+    what decoding with that budget produces (the earlier tokens do not depend on the budget)."""
+    ids = row["token_ids"]
+    if len(ids) <= limit:
+        return row
+    ids = ids[:limit]
+    return row | {
+        "token_ids": ids,
+        "text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+        "n_new_tokens": len(ids),
+    }
+
+
 def render_prompts(tokenizer, conversations: Sequence[Messages]) -> list[str]:
     return [
         tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)

@@ -21,7 +21,9 @@ LOGS = Path("logs")
 STAMPS = Path(".stamps")
 PAPER = Path("paper")
 
-EVAL_SETS = ("test_paraphrase", "test_unseen", "unanswerable", "general")
+# Every eval set the clean stage builds (a study evaluates the ones in `study.eval_sets`): trained facts
+# asked verbatim, the same facts in a held-out wording, unseen facts, and the two side-effect probes.
+EVAL_SETS = ("test_trained", "test_paraphrase", "test_unseen", "unanswerable", "general")
 
 # 1. download_data
 RAW_QA = RAW / "qa.jsonl"
@@ -44,6 +46,7 @@ SPLIT_MANIFEST = SPLIT_DIR / "manifest.json"
 REPHRASE_DIR = INTERIM / "rephrased"
 REPHRASE_TRAIN = REPHRASE_DIR / "train_aug.jsonl"
 REPHRASE_TEST_PARA = REPHRASE_DIR / "test_paraphrase.jsonl"
+REPHRASE_VAL_PARA = REPHRASE_DIR / "val_paraphrase.jsonl"  # held-out wordings for checkpoint selection
 REPHRASE_REJECTED = REPHRASE_DIR / "rejected.jsonl"
 REPHRASE_REPORT = REPHRASE_DIR / "rephrase_report.json"
 REPHRASE_MANIFEST = REPHRASE_DIR / "manifest.json"
@@ -51,7 +54,8 @@ REPHRASE_CACHE = CACHE / "rephrase"
 
 # 4. clean
 CLEAN_TRAIN = PROCESSED / "train.jsonl"
-CLEAN_VAL = PROCESSED / "val.jsonl"
+CLEAN_VAL = PROCESSED / "val.jsonl"  # unseen facts (the loss curve)
+CLEAN_VAL_PARA = PROCESSED / "val_paraphrase.jsonl"  # held-out wordings of trained facts (selection)
 CLEAN_REMOVED = PROCESSED / "removed.jsonl"
 CLEAN_REPORT = PROCESSED / "clean_report.json"
 CLEAN_MANIFEST = PROCESSED / "manifest.json"

@@ -208,9 +208,13 @@ class PrefixGroupedGreedy:
                 self.samplers[key] = None
         return self.samplers[key]
 
-    def __call__(self, conversations: Sequence[Messages]) -> list[dict[str, Any]]:
-        from rbiqa.models import chat_generate
+    def __call__(
+        self, conversations: Sequence[Messages], limits: Sequence[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """`limits`: each conversation's decoding budget (default: max_new_tokens)."""
+        from rbiqa.models import chat_generate, truncate_output
 
+        limits = list(limits) if limits is not None else [self.max_new_tokens] * len(conversations)
         groups: dict[str, list[int]] = {}
         for i, conv in enumerate(conversations):
             if not conv or conv[-1].get("role") != "user":
@@ -225,13 +229,14 @@ class PrefixGroupedGreedy:
                     self.model,
                     self.tok,
                     [conversations[i] for i in idx],
-                    max_new_tokens=self.max_new_tokens,
+                    max_new_tokens=max(limits[i] for i in idx),
                     batch_size=len(idx),
                     progress=False,
                 )
+                rows = [truncate_output(r, limits[i], self.tok) for r, i in zip(rows, idx, strict=True)]
             else:
                 users = [conversations[i][-1]["content"] for i in idx]
-                rows = sampler.generate(users, [0] * len(idx), self.max_new_tokens, do_sample=False)
+                rows = sampler.generate(users, [0] * len(idx), [limits[i] for i in idx], do_sample=False)
             for i, row in zip(idx, rows, strict=True):
                 out[i] = row
         return out  # type: ignore[return-value]

@@ -97,6 +97,10 @@ class Generation(_Strict):
     n_new_tokens: int | None = None
     seconds: float | None = None
     context_ids: list[str] | None = None  # few-shot example / retrieved passage row ids (fewshot, rag arms)
+    # teacher-forced loss of the reference answer under this arm's prompt (nats per answer token), for
+    # the sets in generate.reference_loss_sets: a check of learning that does not depend on the judge
+    reference_nll: float | None = None
+    reference_tokens: int | None = None
 
 
 class Judgment(_Strict):

@@ -8,6 +8,16 @@ Within a stratum (regulation_area × category × difficulty band), sources are o
 at the configured quantiles. That gives exact proportions per stratum while staying a pure function of the
 ids and the seed. A stratum smaller than `split.min_stratum` is merged into a coarser one
 (area × category, then area, then everything), so tiny strata do not all round to "train".
+
+Sides: `test_unseen` and `val` are never trained (val gives the unseen-fact loss curve); `train` sources
+are trained. `split.max_train_sources` caps the trained sources (a seeded subsample; the rest are listed
+in the report as unused). Among the trained sources, in the order of their quantile of another hash
+within their stratum (exact counts, strata interleaved), each gets at most one evaluation role:
+- `para_eval`: asked through one held-out rephrasing (test_paraphrase) and verbatim (test_trained);
+- `val_para`: its held-out rephrasing is the checkpoint-selection set (val_paraphrase), so selection
+  rewards recall of trained facts in new words and never looks at a test item;
+- `trained_eval`: asked verbatim (test_trained), the manipulation check. Every para_eval source is also
+  trained_eval, so the verbatim and paraphrase rungs pair by source.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from rbiqa.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 
-SIDES = ("train", "val", "test_unseen")
+SIDES = ("train", "val", "test_unseen")  # "unused": trained-side sources beyond split.max_train_sources
 
 
 def source_hash(seed: int, source_id: str) -> float:
@@ -59,28 +69,74 @@ def strata_keys(rows: list[dict], min_stratum: int) -> dict[str, tuple]:
     return keys
 
 
-def assign(rows: list[dict], seed: int, fracs: dict[str, float], min_stratum: int) -> dict[str, dict]:
-    """source id -> {"split": side, "para_eval": bool, "stratum": key}."""
-    f_unseen, f_val, f_para = fracs["test_unseen"], fracs["val"], fracs["test_paraphrase"]
-    if not (0 <= f_unseen < 1 and 0 <= f_val < 1 and f_unseen + f_val < 1 and 0 <= f_para < 1):
-        raise InputError(
-            f"invalid split fractions test_unseen={f_unseen}, val={f_val}, test_paraphrase={f_para}: "
-            "each must be in [0, 1) and test_unseen + val < 1"
+ROLES = ("para_eval", "val_para", "trained_eval")
+
+
+def check_fracs(fracs: dict[str, float]) -> None:
+    f_unseen, f_val = fracs["test_unseen"], fracs["val"]
+    f_para, f_vpara, f_trained = fracs["test_paraphrase"], fracs["val_paraphrase"], fracs["test_trained"]
+    problems = []
+    if not (0 <= f_unseen < 1 and 0 <= f_val < 1 and f_unseen + f_val < 1):
+        problems.append("test_unseen and val must be in [0, 1) with test_unseen + val < 1")
+    if not all(0 <= f <= 1 for f in (f_para, f_vpara, f_trained)):
+        problems.append("test_paraphrase, val_paraphrase and test_trained must be in [0, 1]")
+    if f_trained < f_para:
+        problems.append(
+            "test_trained must be >= test_paraphrase (every paraphrase source is also asked verbatim)"
         )
+    if f_trained + f_vpara > 1:
+        problems.append(
+            "test_trained + val_paraphrase must be <= 1 (a selection source is never a test item)"
+        )
+    if problems:
+        raise InputError(f"invalid split fractions {fracs}: " + "; ".join(problems))
+
+
+def _quantiles(rows: list[dict], seed: int, salt: str, min_stratum: int) -> dict[str, tuple[float, tuple]]:
+    """source id -> (its quantile in (0, 1) within its stratum, the stratum), ordered by a salted hash."""
     keys = strata_keys(rows, min_stratum)
     groups: dict[tuple, list[str]] = defaultdict(list)
     for r in rows:
         groups[keys[r["id"]]].append(r["id"])
-    cut_val = f_unseen + f_val
-    cut_para = cut_val + f_para * (1 - cut_val)
-    out: dict[str, dict] = {}
+    out = {}
     for key, ids in groups.items():
-        ids.sort(key=lambda i: (source_hash(seed, i), i))
-        n = len(ids)
+        ids.sort(key=lambda i: (source_hash(seed, f"{salt}{i}"), i))
         for rank, sid in enumerate(ids):
-            q = (rank + 0.5) / n
-            side = "test_unseen" if q < f_unseen else "val" if q < cut_val else "train"
-            out[sid] = {"split": side, "para_eval": side == "train" and q < cut_para, "stratum": key}
+            out[sid] = ((rank + 0.5) / len(ids), key)
+    return out
+
+
+def assign(
+    rows: list[dict],
+    seed: int,
+    fracs: dict[str, float],
+    min_stratum: int,
+    max_train_sources: int | None = None,
+) -> dict[str, dict]:
+    """source id -> {"split": train | val | test_unseen | unused, "stratum": key, and each of ROLES}."""
+    check_fracs(fracs)
+    f_unseen, cut_val = fracs["test_unseen"], fracs["test_unseen"] + fracs["val"]
+    out: dict[str, dict] = {}
+    for sid, (q, key) in _quantiles(rows, seed, "", min_stratum).items():
+        side = "test_unseen" if q < f_unseen else "val" if q < cut_val else "train"
+        out[sid] = {"split": side, "stratum": key, **dict.fromkeys(ROLES, False)}
+    train = [r for r in rows if out[r["id"]]["split"] == "train"]
+    if max_train_sources is not None and len(train) > max_train_sources:
+        train.sort(key=lambda r: (source_hash(seed, f"train:{r['id']}"), r["id"]))
+        for r in train[max_train_sources:]:
+            out[r["id"]]["split"] = "unused"
+        train = train[:max_train_sources]
+    # Roles by exact counts: the trained sources ordered by their quantile within their stratum (so the
+    # strata interleave), then cut. Per-stratum cuts would starve a narrow role in small strata.
+    q = _quantiles(train, seed, "role:", min_stratum)
+    order = sorted(q, key=lambda sid: (q[sid][0], source_hash(seed, f"role:{sid}"), sid))
+    n = len(order)
+    n_para, n_trained = round(fracs["test_paraphrase"] * n), round(fracs["test_trained"] * n)
+    n_vpara = round(fracs["val_paraphrase"] * n)
+    for rank, sid in enumerate(order):
+        out[sid]["para_eval"] = rank < n_para
+        out[sid]["trained_eval"] = rank < n_trained
+        out[sid]["val_para"] = n_trained <= rank < n_trained + n_vpara
     return out
 
 
@@ -109,12 +165,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not rows:
         raise InputError(f"{P.RAW_QA} is empty")
     s = cfg.split
-    fracs = {"test_unseen": s.test_unseen_frac, "val": s.val_frac, "test_paraphrase": s.test_paraphrase_frac}
-    plan = assign(rows, int(cfg.seed), fracs, int(s.min_stratum))
-    sides: dict[str, list[dict]] = {side: [] for side in SIDES}
+    fracs = {
+        "test_unseen": s.test_unseen_frac,
+        "val": s.val_frac,
+        "test_paraphrase": s.test_paraphrase_frac,
+        "val_paraphrase": s.val_paraphrase_frac,
+        "test_trained": s.test_trained_frac,
+    }
+    cap = s.get("max_train_sources")
+    plan = assign(rows, int(cfg.seed), fracs, int(s.min_stratum), None if cap is None else int(cap))
+    sides: dict[str, list[dict]] = {side: [] for side in (*SIDES, "unused")}
     for r in rows:
         p = plan[r["id"]]
-        sides[p["split"]].append({**r, "split": p["split"], "para_eval": p["para_eval"]})
+        sides[p["split"]].append({**r, "split": p["split"], **{k: p[k] for k in ROLES}})
+    unused = sides.pop("unused")
     leak = leakage_check(sides)
     if leak["shared_source_ids_total"]:
         raise RuntimeError(f"split leaks source ids across sides: {leak['shared_source_ids']}")
@@ -129,7 +193,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report = {
         "seed": int(cfg.seed),
         "fractions": fracs,
-        "counts": {side: len(v) for side, v in sides.items()} | {"test_paraphrase_sources": len(para)},
+        "max_train_sources": cap,
+        "counts": {side: len(v) for side, v in sides.items()}
+        | {
+            "test_paraphrase_sources": len(para),
+            "val_paraphrase_sources": sum(r["val_para"] for r in sides["train"]),
+            "test_trained_sources": sum(r["trained_eval"] for r in sides["train"]),
+            "unused": len(unused),
+        },
+        # trained-side sources beyond max_train_sources: in no split, listed so that none is lost unseen
+        "unused_source_ids": sorted(r["id"] for r in unused),
         "per_regulation_area": {side: by(v, "regulation_area") for side, v in sides.items()},
         "per_category": {side: by(v, "category") for side, v in sides.items()},
         "per_difficulty": {side: by(v, "estimated_difficulty") for side, v in sides.items()},

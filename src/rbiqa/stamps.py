@@ -28,7 +28,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "generate": ("model", "generate", "arm", "seed"),
     "judge": ("judge",),
     "judge_agreement": ("judge",),
-    "stats": ("stats", "study", "seed"),
+    "stats": ("stats", "study", "generate", "seed"),
     "figures": ("report",),
     "report": ("report",),
 }
@@ -44,12 +44,12 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "split": ("split.py",),
     "rephrase": ("rephrase", "llm", "models.py"),
     "clean": ("clean", "schemas.py"),
-    "train": ("train", "models.py", "nf4.py"),
-    "generate": ("generate", "models.py", "nf4.py"),
+    "train": ("train", "models.py", "nf4.py", "completion.py"),
+    "generate": ("generate", "models.py", "nf4.py", "completion.py"),
     "judge": ("judge", "llm", "models.py"),
     "judge_agreement": ("judge",),
     "stats": ("stats",),
-    "figures": ("figures",),
+    "figures": ("figures", "train/outputs.py"),
     "report": ("report",),
 }
 PACKAGE_DIR = Path(__file__).resolve().parent

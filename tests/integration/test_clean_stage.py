@@ -1,4 +1,5 @@
-"""The clean stage end to end on a small fixture: PII, dedup, contamination, eval sets, accounting."""
+"""The clean stage end to end on a small fixture: PII, dedup, contamination, eval sets (test_trained from
+the surviving originals), val_paraphrase, accounting."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ META = {
 SPLIT_META = {**META, "source": "test", "as_of": 2024}
 
 
+TRAINED_EVAL = {"c", "d", "p"}  # asked verbatim in test_trained (d's original is removed: contamination)
+
+
 def trow(src, v, q, a="Some answer."):
-    return {"row_id": f"{src}:v{v}", "source_id": src, "variant_idx": v, "question": q, "answer": a, **META}
+    return {"row_id": f"{src}:v{v}", "source_id": src, "variant_idx": v, "question": q, "answer": a, **META,
+            "trained_eval": src in TRAINED_EVAL}  # fmt: skip
 
 
 def srow(src, q, split, a="Ref answer."):
@@ -44,6 +49,8 @@ TRAIN = [
 ]  # fmt: skip
 PARA = [{"row_id": "p:para", "source_id": "p", "question": "Which urban co-operative banks are required to set up the Board of Management?",
          "original_question": TRAIN[7]["question"], "answer": "UCBs with deposits of Rs 100 crore and above.", **META}]  # fmt: skip
+VAL_PARA = [{"row_id": "e:valpara", "source_id": "e", "question": "Under the KYC rules, how are small accounts treated?",
+             "original_question": TRAIN[9]["question"], "answer": "Simplified KYC applies.", **META}]  # fmt: skip
 UNSEEN = [srow("u1", "Within how many days must a bank credit the amount of an unauthorised electronic transaction notified by a customer?", "test_unseen"),
           srow("u2", "What is a Legal Entity Identifier?", "test_unseen")]  # fmt: skip
 VAL = [srow("v1", "Who appoints the Principal Officer under PMLA rules?", "val"),
@@ -60,6 +67,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_jsonl(P.REPHRASE_TRAIN, TRAIN)
     write_jsonl(P.REPHRASE_TEST_PARA, PARA)
+    write_jsonl(P.REPHRASE_VAL_PARA, VAL_PARA)
     write_jsonl(P.SPLIT_VAL, VAL)
     write_jsonl(P.SPLIT_TEST_UNSEEN, UNSEEN)
     write_jsonl(P.RAW_UNANSWERABLE, UNANS)
@@ -108,6 +116,18 @@ def test_clean_stage(workdir):
     assert gen["regulation_area"] == "general" and gen["category"] == "geography"
     [para] = read_jsonl(P.eval_set_path("test_paraphrase"))
     assert para["item_id"] == "p:para" and para["reference"] == PARA[0]["answer"]
+    # test_trained: the surviving originals of the trained_eval sources, verbatim; d's was removed
+    trained = read_jsonl(P.eval_set_path("test_trained"))
+    assert [(i["item_id"], i["question"]) for i in trained] == [
+        ("c:v0", TRAIN[4]["question"]),
+        ("p:v0", TRAIN[7]["question"]),
+    ]
+    assert report["splits"]["test_trained"]["sources_without_original"] == ["d"]
+    [vp] = read_jsonl(P.CLEAN_VAL_PARA)
+    assert (
+        vp["row_id"] == "e:valpara" and vp["variant_idx"] == 0 and vp["question"] == VAL_PARA[0]["question"]
+    )
+    assert cont["test_questions"]["val_paraphrase"] == 1
 
     assert report["splits"]["train"] == {"in": 12, "out": 9, "removed": {"contamination": 2, "exact_dup": 1},
                                          "pii": report["splits"]["train"]["pii"], "dedup": {"exact_dup": 1}}  # fmt: skip

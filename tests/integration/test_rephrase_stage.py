@@ -101,7 +101,7 @@ def test_stage_with_gemini_stub(workdir):
     assert {r["question"] for r in by_src["s2"][1:]} == set(SOURCES["s2"][2])
     assert [r["variant_idx"] for r in by_src["s3"]] == [0] and [r["variant_idx"] for r in by_src["s4"]] == [0]
     assert set(train[0]) == {"row_id", "source_id", "variant_idx", "question", "answer", "regulation_area",
-                             "applicable_to", "category", "estimated_difficulty"}  # fmt: skip
+                             "applicable_to", "category", "estimated_difficulty", "trained_eval"}  # fmt: skip
 
     # s1 is a para_eval source: k+1 = 4 accepted, one held out, never in training
     [para] = read_jsonl(P.REPHRASE_TEST_PARA)
@@ -175,3 +175,64 @@ def test_bad_split_rows_fail_loudly(workdir):
     write_jsonl(P.SPLIT_TRAIN, rows)
     with GeminiStub(responder=make_responder()) as stub, pytest.raises(ValueError, match="invalid rows"):
         run(cfg_for(stub))
+
+
+def test_stage_with_shipped_paraphrases(tmp_path, monkeypatch):
+    """The shipped backend through the same filters: the designated held-out wording goes to
+    test_paraphrase (para_eval) or val_paraphrase (val_para), a rejected paraphrase is counted, and the
+    manifest names the file, not a model."""
+    monkeypatch.chdir(tmp_path)
+    q = {
+        "t1": "What is the minimum CRR that scheduled banks must keep?",
+        "t2": "Which documents can be used for KYC of a minor?",
+        "t3": "How long may a small account stay open?",
+    }
+    shipped = [
+        {"id": "t1", "train": ["For scheduled banks, what is the lowest CRR allowed?",
+                               "What CRR floor applies to scheduled banks?",
+                               "Scheduled banks must hold at least what CRR?"],
+         "heldout": "What is the smallest CRR a scheduled bank may maintain?"},
+        {"id": "t2", "train": ["For the KYC of a minor, which documents are accepted?",
+                               "Which papers does a bank accept for a minor's KYC?",
+                               "What documents are valid for the KYC of a minor?"],
+         "heldout": "Which documents may a bank rely on for KYC of minors?"},
+        # the second one copies a number from the answer: an answer leak the filters reject
+        {"id": "t3", "train": ["For how long can a small account remain open?",
+                               "For how long beyond 12 months can a small account be kept open?",
+                               "What is the period a small account may be kept open?"],
+         "heldout": "What is the maximum life of a small account?"},
+    ]  # fmt: skip
+    path = tmp_path / "paraphrases.jsonl"
+    write_jsonl(path, shipped)
+    rows = [
+        {"id": s, "question": q[s], "answer": "It is 12 months, extendable by 12 months." if s == "t3" else "Ans.",
+         "para_eval": s == "t1", "val_para": s == "t2", "trained_eval": s == "t1", **BASE}
+        for s in q
+    ]  # fmt: skip
+    write_jsonl(P.SPLIT_TRAIN, rows)
+    report = run(compose(["rephrase=shipped", f"rephrase.path={path.as_posix()}", "rephrase.k=3"]))
+
+    [para] = read_jsonl(P.REPHRASE_TEST_PARA)
+    [vpara] = read_jsonl(P.REPHRASE_VAL_PARA)
+    assert (para["source_id"], para["question"], para["row_id"]) == ("t1", shipped[0]["heldout"], "t1:para")
+    assert (vpara["source_id"], vpara["question"], vpara["row_id"]) == (
+        "t2",
+        shipped[1]["heldout"],
+        "t2:valpara",
+    )
+    train = read_jsonl(P.REPHRASE_TRAIN)
+    by = defaultdict(list)
+    for r in train:
+        by[r["source_id"]].append(r["question"])
+    assert by["t1"] == [q["t1"], *shipped[0]["train"]] and shipped[0]["heldout"] not in by["t1"]
+    assert by["t3"] == [q["t3"], shipped[2]["train"][0], shipped[2]["train"][2]]
+    assert all(r["trained_eval"] == (r["source_id"] == "t1") for r in train)
+    [rej] = read_jsonl(P.REPHRASE_REJECTED)
+    assert rej["source_id"] == "t3" and "answer_leak" in rej["reasons"]
+    assert report["rejections"]["candidates_rejected"] == 1 and report["shortfall"]["source_ids"] == ["t3"]
+    assert report["heldout"] == {"test_paraphrase": 1, "val_paraphrase": 1, "designated_by_backend": 2}
+    manifest = read_json(P.REPHRASE_MANIFEST)
+    assert manifest["extra"]["backend"] == "shipped" and "no model" in manifest["extra"]["model_id"]
+    assert path.as_posix() in manifest["inputs"] or any(
+        k.endswith("paraphrases.jsonl") for k in manifest["inputs"]
+    )

@@ -36,9 +36,13 @@ def rows(n_sources: int = 6, k: int = 3, difficulty_desc: bool = False) -> list[
 
 
 def make_data(tmp: Path, n_sources: int = 6, k: int = 3) -> tuple[Path, Path]:
+    """train.jsonl, val.jsonl (unseen facts) and val_paraphrase.jsonl (another wording of trained ones);
+    returns (train, val_paraphrase)."""
     train = write_jsonl(tmp / "train.jsonl", rows(n_sources, k))
-    val = write_jsonl(tmp / "val.jsonl", [r | {"source_id": "v" + r["source_id"]} for r in rows(3, 0)])
-    return train, val
+    write_jsonl(tmp / "val.jsonl", [r | {"source_id": "v" + r["source_id"]} for r in rows(3, 0)])
+    para = [r | {"row_id": r["source_id"] + ":valpara", "question": r["question"].replace("say", "state")}
+            for r in rows(2, 0)]  # fmt: skip
+    return train, write_jsonl(tmp / "val_paraphrase.jsonl", para)
 
 
 def tiny_model(tmp: Path) -> Path:

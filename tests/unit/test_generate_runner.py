@@ -45,7 +45,7 @@ def test_item_key_depends_on_run_and_messages():
 
 
 def fake_generate(calls):
-    def gen(convs):
+    def gen(convs, limits):
         calls.append(len(convs))
         return [{"text": c[-1]["content"].upper(), "n_prompt_tokens": 3, "n_new_tokens": 2} for c in convs]
 
@@ -65,7 +65,7 @@ def test_identical_prompts_are_answered_once(tmp_path):
 
 
 def test_wrong_number_of_outputs_is_an_item_error(tmp_path):
-    def broken(convs):
+    def broken(convs, limits):
         return []
 
     jobs = [Job("i0", "k0", [{"role": "user", "content": "q"}])]

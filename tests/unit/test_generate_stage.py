@@ -51,10 +51,10 @@ def calls(monkeypatch):
     log = {"generate": 0, "prompts": []}
     real = stage.LazyModel.__call__
 
-    def counting(self, conversations):
+    def counting(self, conversations, limits=None):
         log["generate"] += 1
         log["prompts"].extend(c[-1]["content"] for c in conversations)
-        return real(self, conversations)
+        return real(self, conversations, limits)
 
     monkeypatch.setattr(stage.LazyModel, "__call__", counting)
     return log
@@ -108,7 +108,7 @@ def test_resume_after_kill_repeats_no_finished_item(tiny_model, tmp_path):
     jobs = [Job(f"i{i}", f"k{i}", [{"role": "user", "content": q}]) for i, q in enumerate(qs)]
     seen: list[str] = []
 
-    def gen(convs, kill_after=None):
+    def gen(convs, limits=None, kill_after=None):
         if kill_after is not None and len(seen) >= kill_after:
             raise KeyboardInterrupt  # like SIGINT/SIGTERM: not an item failure, the run dies
         seen.extend(c[-1]["content"] for c in convs)
@@ -116,7 +116,7 @@ def test_resume_after_kill_repeats_no_finished_item(tiny_model, tmp_path):
 
     cache = ItemCache(tmp_path / "c.jsonl")
     with pytest.raises(KeyboardInterrupt):
-        run_jobs(jobs, lambda c: gen(c, kill_after=6), cache, batch_size=3, progress=False)
+        run_jobs(jobs, lambda c, lim: gen(c, lim, kill_after=6), cache, batch_size=3, progress=False)
     finished = list(seen)
     assert len(finished) == 6
     with open(tmp_path / "c.jsonl", "a") as f:
@@ -145,9 +145,9 @@ def poison(monkeypatch, marker: str = "capital of France"):
         check(conversations)
         return real(model, tok, conversations, **kw)
 
-    def flaky_prefix(self, conversations):
+    def flaky_prefix(self, conversations, limits=None):
         check(conversations)
-        return real_prefix(self, conversations)
+        return real_prefix(self, conversations, limits)
 
     monkeypatch.setattr(stage.models, "chat_generate", flaky)
     monkeypatch.setattr(PrefixGroupedGreedy, "__call__", flaky_prefix)
@@ -340,3 +340,110 @@ def test_prefix_cached_and_plain_decoding_give_the_same_answers(ws, tiny_model, 
     assert [r["n_prompt_tokens"] for r in cached] == [r["n_prompt_tokens"] for r in plain]
     fresh = read_json(P.manifest_for(P.generations(arm, EVAL_SET)))["extra"]
     assert fresh["n_generated"] == N_ITEMS and fresh["n_cached"] == 0
+
+
+# --- teacher-forced reference loss and test_trained exclusions ----------------------------------------
+
+
+def test_reference_loss_is_recorded_and_cached(ws, tiny_model, monkeypatch):
+    """For a set in generate.reference_loss_sets every item with a reference gets its loss, equal to a
+    one-item computation by hand, and a rerun serves it from the cache without loading the model; other
+    sets carry none."""
+    import torch
+
+    # the weights the hand computation below loads; the loss is asked for on this test's set
+    unquantized = ["train.quant.load_in_4bit=false", f"generate.reference_loss_sets=[{EVAL_SET}]"]
+    rows = run("base", tiny_model, unquantized)
+    assert all(r["reference_nll"] > 0 and r["reference_tokens"] > 0 for r in rows)
+    model, tok = load_causal_lm(tiny_model), load_tokenizer(tiny_model)
+    item = eval_rows(EVAL_SET, N_ITEMS)[2]
+    system = compose_cfg("base", EVAL_SET, tiny_model).generate.system_prompt
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": item["question"]}]
+    prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    ids = tok(prompt + item["reference"] + tok.eos_token, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    nll = -sum(float(logp[t - 1, ids[t]]) for t in range(len(p_ids), len(ids))) / (len(ids) - len(p_ids))
+    assert rows[2]["reference_tokens"] == len(ids) - len(p_ids)
+    assert rows[2]["reference_nll"] == pytest.approx(nll, abs=1e-4)
+
+    loads = []
+    monkeypatch.setattr(stage.LazyModel, "load", lambda self: loads.append(1))
+    again = run("base", tiny_model, unquantized)
+    assert loads == [] and [r["reference_nll"] for r in again] == [r["reference_nll"] for r in rows]
+    assert all(r["reference_nll"] is None for r in run("base", tiny_model, unquantized[:1]))
+
+
+def test_reference_loss_does_not_depend_on_the_batch(tiny_model):
+    from rbiqa.generate.reference_loss import reference_nll
+
+    model, tok = load_causal_lm(tiny_model), load_tokenizer(tiny_model)
+    convs = [[{"role": "user", "content": r["question"]}] for r in eval_rows(EVAL_SET, 5)]
+    refs = ["Short.", "A much longer reference answer with many more tokens in it.", "x", "Two words", "Ok."]
+    one = [reference_nll(model, tok, [c], [r])[0] for c, r in zip(convs, refs, strict=True)]
+    batched = reference_nll(model, tok, convs, refs, batch_size=5)
+    for a, b in zip(one, batched, strict=True):
+        assert a["reference_tokens"] == b["reference_tokens"]
+        assert a["reference_nll"] == pytest.approx(b["reference_nll"], abs=1e-4)
+
+
+def test_fewshot_never_shows_a_test_trained_item(ws, tiny_model):
+    rows = train_rows()
+    trained = {"s000", "s002", "s004", "s006"}
+    write_jsonl(P.CLEAN_TRAIN, [r | {"trained_eval": r["source_id"] in trained} for r in rows])
+    run("base_fewshot", tiny_model, ["generate.fewshot.k=3"])
+    m = read_json(P.manifest_for(P.generations("base_fewshot", EVAL_SET)))
+    used = {i.rsplit("-", 1)[0] for ids in m["extra"]["context_ids"].values() for i in ids}
+    assert used and used.isdisjoint(trained)
+    assert m["extra"]["prompt_context"]["excluded_test_trained"] == 4
+
+
+def test_reference_loss_with_a_cached_prefix_equals_the_full_prompt(tiny_model):
+    from rbiqa.generate.reference_loss import reference_nll
+
+    model, tok = load_causal_lm(tiny_model), load_tokenizer(tiny_model)
+    system = {"role": "system", "content": "You answer questions about RBI rules briefly."}
+    convs = [[system, {"role": "user", "content": r["question"]}] for r in eval_rows(EVAL_SET, 6)]
+    refs = [f"Reference answer number {i}, {'with more words ' * i}done." for i in range(6)]
+    cached = reference_nll(model, tok, convs, refs, batch_size=4, prefix_cache=True)
+    full = reference_nll(model, tok, convs, refs, batch_size=4, prefix_cache=False)
+    for a, b in zip(cached, full, strict=True):
+        assert a["reference_tokens"] == b["reference_tokens"] > 0
+        assert a["reference_nll"] == pytest.approx(b["reference_nll"], abs=1e-4)
+
+
+def test_answer_budgets_cut_the_same_greedy_answer(ws, tiny_model):
+    """A budget from the reference length stops each answer early; under greedy decoding the cut answer is
+    the start of the uncut one, with either decoder, and the budget is part of the cache key."""
+    full = run("base", tiny_model, ["generate.answer_budget=null"])
+    tight = ["generate.answer_budget.factor=0.5", "generate.answer_budget.margin=1"]
+    cut = run("base", tiny_model, tight)
+    plain = run("base", tiny_model, [*tight, "generate.prefix_cache=false"])
+    tok = load_tokenizer(tiny_model)
+    budget = min(6, -(-len(tok("a reference answer", add_special_tokens=False)["input_ids"]) // 2) + 1)
+    assert budget < 6  # the fixture's cap: the budget really is tighter
+    for f, c, p in zip(full, cut, plain, strict=True):
+        assert c["n_new_tokens"] <= budget and c["answer"] == p["answer"]
+        assert f["answer"].startswith(c["answer"]) or not c["answer"]
+    m = read_json(P.manifest_for(P.generations("base", EVAL_SET)))
+    assert m["extra"]["throughput"]["answer_budget"]["factor"] == 0.5
+
+
+def test_unanswerable_items_get_the_no_reference_budget(tiny_model):
+    from rbiqa.schemas import EvalItem
+
+    cfg = compose_cfg("base", EVAL_SET, tiny_model, ["generate.max_new_tokens=50"])
+    tok = load_tokenizer(tiny_model)
+    items = [EvalItem.model_validate(r) for r in eval_rows(EVAL_SET, 2)]
+    items.append(items[0].model_copy(update={"reference": None, "eval_set": "unanswerable"}))
+    items.append(items[0].model_copy(update={"reference": "word " * 200}))
+    budgets = stage.answer_budgets(cfg.generate, items, tok)
+    n_ref = len(tok("a reference answer", add_special_tokens=False)["input_ids"])
+    assert budgets == [-(-3 * n_ref // 2) + 16] * 2 + [50, 50]  # no_reference 64 and long ones capped at 50
+    assert (
+        stage.answer_budgets(
+            compose_cfg("base", EVAL_SET, tiny_model, ["generate.answer_budget=null"]).generate, items, tok
+        )
+        == [None] * 4
+    )

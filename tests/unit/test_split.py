@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rbiqa.io import InputError
 from rbiqa.split import assign, difficulty_band, leakage_check, source_hash, strata_keys
 
 AREAS = ["CRR/SLR", "KYC/AML", "FEMA", "Payment systems", "Gold loans"]
-FRACS = {"test_unseen": 0.15, "val": 0.1, "test_paraphrase": 0.15}
+FRACS = {"test_unseen": 0.15, "val": 0.1, "test_paraphrase": 0.15, "val_paraphrase": 0.1, "test_trained": 0.3}
 
 
 def corpus(n: int, seed: int = 0) -> list[dict]:
@@ -60,6 +62,32 @@ def test_proportions_per_side():
     assert not any(p["para_eval"] for p in plan.values() if p["split"] != "train")
 
 
+def test_roles_proportions_and_cap():
+    plan = assign(corpus(1000), 3, FRACS, 3, max_train_sources=400)
+    train = [p for p in plan.values() if p["split"] == "train"]
+    assert len(train) == 400 and sum(p["split"] == "unused" for p in plan.values()) > 0
+    share = {r: sum(p[r] for p in train) / len(train) for r in ("para_eval", "val_para", "trained_eval")}
+    assert abs(share["para_eval"] - 0.15) < 0.03
+    assert abs(share["val_para"] - 0.10) < 0.03
+    assert abs(share["trained_eval"] - 0.30) < 0.03
+    # the cap keeps the same train/val/test_unseen sides as no cap: it only trims the trained side
+    uncapped = assign(corpus(1000), 3, FRACS, 3)
+    assert all(uncapped[i]["split"] == p["split"] for i, p in plan.items() if p["split"] != "unused")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"test_trained": 0.1},  # below test_paraphrase: a paraphrase source must also be asked verbatim
+        {"val_paraphrase": 0.8},  # test_trained + val_paraphrase > 1
+        {"test_unseen": 0.6, "val": 0.5},
+    ],
+)
+def test_bad_fractions_are_rejected(bad):
+    with pytest.raises(InputError, match="invalid split fractions"):
+        assign(corpus(50), 1, FRACS | bad, 3)
+
+
 def test_every_area_reaches_test_unseen():
     plan = assign(corpus(400), 5, FRACS, 3)
     rows = {r["id"]: r for r in corpus(400)}
@@ -94,13 +122,18 @@ def test_property_each_source_on_exactly_one_side(ids, seed, f_unseen, f_val):
         }
         for k, i in enumerate(ids)
     ]
-    plan = assign(rows, seed, {"test_unseen": f_unseen, "val": f_val, "test_paraphrase": 0.2}, 3)
+    plan = assign(rows, seed, FRACS | {"test_unseen": f_unseen, "val": f_val}, 3)
     assert set(plan) == set(ids)
     sides = {s: [r for r in rows if plan[r["id"]]["split"] == s] for s in ("train", "val", "test_unseen")}
     leak = leakage_check(sides)
     assert leak["shared_source_ids_total"] == 0
-    # paraphrase-eval sources are always training sources
-    assert all(plan[i]["split"] == "train" for i in ids if plan[i]["para_eval"])
+    # every evaluation role belongs to a trained source; paraphrase sources are also asked verbatim; a
+    # selection source is never a test item
+    for i in ids:
+        p = plan[i]
+        assert p["split"] == "train" or not (p["para_eval"] or p["val_para"] or p["trained_eval"])
+        assert not p["para_eval"] or p["trained_eval"]
+        assert not (p["val_para"] and p["trained_eval"])
 
 
 def test_run_on_sample(tmp_path, monkeypatch):
@@ -120,14 +153,19 @@ def test_run_on_sample(tmp_path, monkeypatch):
             "split": {
                 "val_frac": 0.1,
                 "test_unseen_frac": 0.15,
+                "max_train_sources": 100,
                 "test_paraphrase_frac": 0.15,
+                "test_trained_frac": 0.4,
+                "val_paraphrase_frac": 0.1,
                 "min_stratum": 3,
             },
         }
     )
     report = run(cfg)
     c = report["counts"]
-    assert c["train"] + c["val"] + c["test_unseen"] == 200
+    assert c["train"] == 100 and c["train"] + c["val"] + c["test_unseen"] + c["unused"] == 200
+    assert len(report["unused_source_ids"]) == c["unused"]  # listed, not lost
+    assert c["test_trained_sources"] == 40 and c["val_paraphrase_sources"] == 10  # exact counts
     assert report["leakage"]["shared_source_ids_total"] == 0
     train = read_jsonl("data/interim/split/train.jsonl")
     para = read_jsonl("data/interim/split/test_paraphrase_sources.jsonl")

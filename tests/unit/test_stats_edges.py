@@ -152,3 +152,32 @@ def test_seed_spread():
     assert s["range"] == pytest.approx(0.2)
     expected_se = np.mean([np.sqrt(p * (1 - p) / 100) for p in (0.5, 0.6, 0.7)])
     assert s["mean_binomial_se"] == pytest.approx(expected_se)
+
+
+def _manip(ft_scores, base_scores, nll_ft=None, nll_base=None):
+    long = pd.concat([_frame("base", base_scores), _frame("ft_k3", ft_scores)])
+    long["eval_set"] = "test_trained"
+    nll = None
+    if nll_ft is not None:
+        rows = [{"arm": a, "eval_set": "test_trained", "item_id": f"i{i}", "source_id": f"s{i}", "nll": v}
+                for a, vals in (("ft_k3", nll_ft), ("base", nll_base)) for i, v in enumerate(vals)]  # fmt: skip
+        nll = pd.DataFrame(rows)
+    settings = StatsSettings(n_resamples=500, extra_pairs=(), references=("base",))
+    return compute_all(
+        long, settings, {"available": False}, ["base", "ft_k3"], ["test_trained"], ["ft_k3"], {}, nll,
+        ["test_trained"] if nll is not None else [],
+    )  # fmt: skip
+
+
+def test_manipulation_check_passes_only_when_the_trained_facts_were_learned():
+    learned = _manip([1] * 18 + [0] * 2, [0] * 19 + [1], nll_ft=[0.2] * 20, nll_base=[2.5] * 20)
+    mc = learned["summary"]["manipulation_check"]
+    assert mc["available"] and mc["passed"] and mc["diff_lo"] > 0
+    assert mc["loss_diff"] == pytest.approx(-2.3) and mc["loss_diff_hi"] < 0
+    rl = {(r["arm"], r["eval_set"]): r for r in learned["reference_loss"]["records"]}
+    assert rl[("ft_k3", "test_trained")]["mean_nll"] == pytest.approx(0.2)
+    # negative control: the same scores for both arms cannot pass
+    same = _manip([1, 0] * 10, [1, 0] * 10)
+    mc = same["summary"]["manipulation_check"]
+    assert mc["available"] and not mc["passed"] and mc["loss_diff"] is None
+    assert same["reference_loss"]["available"] is False

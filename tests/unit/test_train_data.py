@@ -78,8 +78,9 @@ def test_truncation_keeps_the_start_and_drops_rows_without_answer_tokens(tok):
     assert none == []
 
 
-def collated_batch(model_dir, tmp_path, overrides=()):
-    """One training batch exactly as the SFTTrainer's dataloader yields it."""
+def collated_batch(model_dir, tmp_path, overrides=("train.padding_free.cpu=true",)):
+    """One training batch exactly as the SFTTrainer's dataloader yields it (padding-free unless the
+    overrides say otherwise: the CUDA layout, where examples share one flattened row)."""
     from rbiqa.models import load_tokenizer
     from rbiqa.train.data import build_datasets
     from rbiqa.train.model import load_base, resolve_runtime
@@ -88,7 +89,7 @@ def collated_batch(model_dir, tmp_path, overrides=()):
     train, val = make_data(tmp_path)
     _, run = run_settings(model_dir, "ft_k0", ["train.per_device_train_batch_size=3", *overrides])
     tok = load_tokenizer(model_dir, padding_side="right")
-    train_ds, eval_ds, _ = build_datasets(run, tok, train, val)
+    train_ds, eval_ds, _ = build_datasets(run, tok, train, {"paraphrase": val})
     rt = resolve_runtime(run.train)
     model = load_base(model_dir, "float32", run.train, rt)
     trainer, _ = build_trainer(run, rt, model, tok, train_ds, eval_ds, tmp_path / "ckpt", progress=False)
@@ -116,6 +117,25 @@ def test_only_the_answer_and_end_of_turn_are_trained(model_dir, tmp_path):
         assert run.system_prompt.split()[0] in tok.decode(seg_ids[:first])
 
 
+def test_padded_batches_train_only_the_answer_and_group_rows_by_length(model_dir, tmp_path):
+    """The CPU layout: right-padded rows, sampled by length; labels are the answer + end-of-turn only, and
+    the completion head's loss equals the model's own loss on the same batch."""
+    tok, batch, run = collated_batch(model_dir, tmp_path, ["train.padding_free.cpu=false"])
+    trainer = batch.pop("_trainer")
+    assert trainer.args.train_sampling_strategy == "group_by_length"
+    assert batch["input_ids"].shape[0] == 3 and "attention_mask" in batch
+    for labels in batch["labels"]:
+        trained = tok.decode(labels[labels != -100])
+        assert trained in {a + tok.eos_token for a in ANSWERS}, trained
+    model = trainer.model.eval()
+    with torch.no_grad():
+        trainer.loss_head = "completion"
+        ours = float(trainer.compute_loss(model, dict(batch)))
+        trainer.loss_head = "full"
+        full = float(trainer.compute_loss(model, dict(batch)))
+    assert ours == pytest.approx(full, rel=1e-4)
+
+
 @pytest.mark.parametrize("head", ["full", "fused", "completion"])
 def test_packed_examples_do_not_attend_to_each_other(model_dir, tmp_path, head):
     """The trainer's loss on a padding-free row equals the token-weighted loss of each example alone.
@@ -125,7 +145,9 @@ def test_packed_examples_do_not_attend_to_each_other(model_dir, tmp_path, head):
     a KV cache (TRL passes use_cache=False). Negative control: position_ids that do not restart make the
     examples one sequence, and the loss changes, so this comparison does detect cross-example attention."""
     _, batch, _ = collated_batch(
-        model_dir, tmp_path, ["train.lora.dropout=0.0", f"train.loss_head.cpu={head}"]
+        model_dir,
+        tmp_path,
+        ["train.lora.dropout=0.0", f"train.loss_head.cpu={head}", "train.padding_free.cpu=true"],
     )
     trainer = batch.pop("_trainer")
     model = trainer.model.eval()

@@ -10,12 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rbiqa.train.outputs import LOG_COLUMNS
 from rbiqa.train.run import Job, run_stage, train_arm
 from rbiqa.train.trainer import StopAtStep
 from tests.unit._generate_fixtures import write_jsonl
 from tests.unit._train_fixtures import make_data, rows, run_settings, tiny_model
-
-LOG_HEADER = ["step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s"]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,8 @@ def model_dir(tmp_path_factory):
 
 
 def job(tmp_path, train, val, **kw):
-    return Job(train, val, tmp_path / "adapter", tmp_path / "ckpt", fingerprint="f", progress=False, **kw)
+    vals = {"paraphrase": val, "unseen": val}
+    return Job(train, vals, tmp_path / "adapter", tmp_path / "ckpt", fingerprint="f", progress=False, **kw)
 
 
 def read_log(path):
@@ -43,12 +43,15 @@ def test_training_on_a_repeated_example_lowers_the_loss(model_dir, tmp_path):
 
     assert s["global_step"] == 8 and s["device"] == "cpu"
     assert s["last_train_loss"] < 0.7 * s["first_train_loss"], s
-    assert s["final_eval_loss"] < s["first_eval_loss"]
+    assert s["final_eval_paraphrase_loss"] < s["first_eval_paraphrase_loss"]
     log = read_log(tmp_path / "adapter" / "trainer_log.csv")
-    assert list(log[0]) == LOG_HEADER
+    assert list(log[0]) == list(LOG_COLUMNS)
     assert [int(r["step"]) for r in log] == list(range(1, 9))
     assert all(float(r["tokens_per_s"]) > 0 for r in log)
-    assert [r["step"] for r in log if r["eval_loss"]] == ["4", "8"]  # train + eval of a step share a row
+    assert [r["step"] for r in log if r["eval_paraphrase_loss"]] == ["4", "8"]  # train + eval share a row
+    assert all(r["eval_unseen_loss"] for r in log if r["eval_paraphrase_loss"])
+    # the shipped weights: the checkpoint with the lowest loss on held-out wordings of trained facts
+    assert s["selection"]["rule"] == "val_paraphrase" and s["selection"]["shipped_step"] == 8
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # B starts at 0: it moved
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
@@ -98,7 +101,7 @@ def test_curriculum_feeds_rows_easy_to_hard(model_dir, tmp_path):
     val = write_jsonl(tmp_path / "val.jsonl", rows(2, 0))
     _, run = run_settings(model_dir, "ft_curriculum", ["train.per_device_train_batch_size=4"])
     tok = load_tokenizer(model_dir, padding_side="right")
-    train_ds, eval_ds, _ = build_datasets(run, tok, train, val)
+    train_ds, eval_ds, _ = build_datasets(run, tok, train, {"paraphrase": val})
     rt = resolve_runtime(run.train)
     trainer, _ = build_trainer(
         run,
@@ -110,12 +113,11 @@ def test_curriculum_feeds_rows_easy_to_hard(model_dir, tmp_path):
         tmp_path / "ckpt",
         progress=False,
     )
+    assert trainer.args.train_sampling_strategy == "sequential"  # not grouped by length
     seen = []
-    for batch in trainer.get_train_dataloader():
-        ids, pos = batch["input_ids"][0], batch["position_ids"][0]
-        starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
-        for a, b in zip(starts[:-1], starts[1:], strict=True):
-            text = tok.decode(ids[a:b])
+    for batch in trainer.get_train_dataloader():  # padded rows on CPU: one example per row
+        for ids in batch["input_ids"]:
+            text = tok.decode(ids)
             seen.append(next(s for s in range(7) if f"rule {s} say" in text))
     by_source = {r["source_id"]: r["estimated_difficulty"] for r in rows(7, 3, difficulty_desc=True)}
     diffs = [by_source[f"s{s:03d}"] for s in seen]
@@ -134,6 +136,64 @@ def test_stage_writes_outputs_and_manifest(model_dir, tmp_path, monkeypatch):
         assert (out / name).exists(), name
     m = json.loads((out / "manifest.json").read_text())
     assert m["stage"] == "train" and m["config"]["arm"]["name"] == "ft_k0"
-    assert {"data/processed/train.jsonl", "data/processed/val.jsonl"} <= set(m["inputs"])
+    assert {
+        "data/processed/train.jsonl",
+        "data/processed/val.jsonl",
+        "data/processed/val_paraphrase.jsonl",
+    } <= set(m["inputs"])
     assert m["extra"]["adapter_sha256"] == m["outputs"][(out / "adapter_model.safetensors").as_posix()]
     assert m["extra"]["trainable_params"] > 0
+
+
+def test_final_selection_ships_the_last_step(model_dir, tmp_path):
+    train, val = make_data(tmp_path)
+    over = ["train.max_steps=4", "train.eval_steps=2", "train.selection=final"]
+    _, run = run_settings(model_dir, "ft_k1", over)
+    s = train_arm(run, job(tmp_path, train, val))
+    assert s["selection"] == {
+        "rule": "final",
+        "metric": None,
+        "shipped_step": 4,
+        "best_metric": s["selection"]["best_metric"],
+    }
+
+
+@pytest.mark.parametrize("arm", ["ft_k0", "ft_k3"])
+def test_compute_matched_arms_take_the_same_steps(model_dir, tmp_path, arm):
+    """exposures_per_fact: 6 sources x 3 exposures = 18 rows seen, in 1 wording (k=0) or 4 (k=3)."""
+    from rbiqa.models import load_tokenizer
+    from rbiqa.train.data import build_datasets
+    from rbiqa.train.trainer import planned_steps
+
+    train, val = make_data(tmp_path, n_sources=6, k=3)
+    over = ["train.max_steps=-1", "train.exposures_per_fact=3", "train.per_device_train_batch_size=2"]
+    _, run = run_settings(model_dir, arm, over)
+    tok = load_tokenizer(model_dir, padding_side="right")
+    train_ds, _, counts = build_datasets(run, tok, train, {"paraphrase": val})
+    assert counts["train_sources"] == 6 and counts["num_train_epochs"] * len(train_ds) == pytest.approx(18)
+    assert planned_steps(run, len(train_ds), counts["num_train_epochs"]) == 9
+
+
+def test_nf4_storage_and_its_float32_roundtrip_train_the_same_function(model_dir, tmp_path):
+    """The CPU default trains over the NF4 base's values held in float32 (train.cpu_weights=roundtrip);
+    bitsandbytes' 4-bit storage (the QLoRA path of the GPU and the paper experiment) must keep working on
+    CPU and compute the same losses and updates."""
+    train, val = make_data(tmp_path)
+    runs = {}
+    for weights in ("4bit", "roundtrip"):
+        over = [
+            "train.quant.load_in_4bit=true",
+            f"train.cpu_weights={weights}",
+            "train.max_steps=3",
+            "train.eval_steps=3",
+            "train.lora.dropout=0.0",
+        ]
+        _, run = run_settings(model_dir, "ft_k1", over)
+        s = train_arm(run, job(tmp_path / weights, train, val))
+        assert s["runtime"]["weights"] == weights
+        runs[weights] = (s, load_file(tmp_path / weights / "adapter" / "adapter_model.safetensors"))
+    (s4, a4), (sr, ar) = runs["4bit"], runs["roundtrip"]
+    assert s4["first_train_loss"] == pytest.approx(sr["first_train_loss"], rel=1e-4)
+    assert s4["last_train_loss"] == pytest.approx(sr["last_train_loss"], rel=1e-3)
+    for k in a4:
+        torch.testing.assert_close(a4[k], ar[k], atol=1e-4, rtol=1e-3)

@@ -52,7 +52,8 @@ def test_default_and_paper_configs_are_valid(model_dir):
     assert run.n_rephrasings == 3 and run.train.lora.r == 16 and run.train.lora.use_rslora
     assert run.system_prompt and "Reserve Bank of India" in run.system_prompt
     paper = build_settings(compose_cfg(model_dir, overrides=["experiment=paper"]))
-    assert paper.train.effective_batch_size == 32
+    assert paper.train.effective_batch_size == 32 and paper.train.exposures_per_fact == 4
+    assert paper.train.selection == "val_paraphrase" and run.train.selection == "val_paraphrase"
     assert (paper.train.learning_rate, paper.train.warmup_ratio, paper.train.lora.alpha) == (2e-4, 0.05, 32)
     assert paper.train.optim == {"cpu": "adamw_torch", "cuda": "paged_adamw_8bit"}
 
@@ -64,6 +65,7 @@ def test_arm_overrides_reach_the_settings(model_dir):
     rep = build_settings(compose_cfg(model_dir, "ft_k3_s2"))
     assert rep.train_seed == rep.seed + 2
     assert build_settings(compose_cfg(model_dir, "ft_k0")).n_rephrasings == 0
+    assert build_settings(compose_cfg(model_dir, "ft_ep2")).train.exposures_per_fact == 8
 
 
 @pytest.mark.parametrize(
@@ -82,12 +84,15 @@ def test_arm_overrides_reach_the_settings(model_dir):
         ("arm.n_rephrasings=-1", "arm.n_rephrasings"),
         ("+train.unknown_key=1", "unknown_key"),
         ("train.packing=true", "packing"),
+        ("train.num_train_epochs=2", "exactly one of num_train_epochs"),  # as well as exposures_per_fact
+        ("train.exposures_per_fact=null", "exactly one of num_train_epochs"),  # neither
+        ("train.early_stopping_patience=2 train.selection=final", "early stopping needs"),
     ],
 )
 def test_bad_values_name_the_key(model_dir, override, needle):
     arm = "ft_curriculum" if override == "train.packing=true" else "ft_k3"
     with pytest.raises(InputError) as e:
-        build_settings(compose_cfg(model_dir, arm, [override]))
+        build_settings(compose_cfg(model_dir, arm, override.split()))
     assert needle in str(e.value), str(e.value)
 
 

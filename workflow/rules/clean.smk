@@ -1,5 +1,5 @@
 # Stage 4: PII, dedup, train/test contamination audit, evaluation sets.
-# Targets: P.CLEAN_TRAIN, P.CLEAN_VAL, P.eval_set_path(<set>) for each eval set, P.CLEAN_REPORT,
+# Targets: P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, P.eval_set_path(<set>) for each eval set, P.CLEAN_REPORT,
 # P.CONTAMINATION.
 
 
@@ -7,6 +7,7 @@ rule clean:
     input:
         train=P.REPHRASE_TRAIN.as_posix(),
         para=P.REPHRASE_TEST_PARA.as_posix(),
+        val_para=P.REPHRASE_VAL_PARA.as_posix(),
         val=P.SPLIT_VAL.as_posix(),
         test_unseen=P.SPLIT_TEST_UNSEEN.as_posix(),
         unanswerable=P.RAW_UNANSWERABLE.as_posix(),
@@ -15,6 +16,7 @@ rule clean:
     output:
         train=P.CLEAN_TRAIN.as_posix(),
         val=P.CLEAN_VAL.as_posix(),
+        val_para=P.CLEAN_VAL_PARA.as_posix(),
         eval_sets=[P.eval_set_path(s).as_posix() for s in P.EVAL_SETS],
         removed=P.CLEAN_REMOVED.as_posix(),
         report=P.CLEAN_REPORT.as_posix(),

@@ -34,6 +34,8 @@ STUDY = load_study(CFG)
 ARMS = STUDY.arm_names
 EVAL_SETS = list(STUDY.eval_sets)
 FT_ARMS = STUDY.ft_arms
+# eval sets whose generations also carry the teacher-forced reference loss (read by stats)
+NLL_SETS = [e for e in CFG.generate.get("reference_loss_sets") or [] if e in EVAL_SETS]
 # The eval sets a generate/judge job (one per arm) handles, as one quoted Hydra override.
 EVAL_SETS_OVERRIDE = shlex.quote(f"eval_sets=[{','.join(EVAL_SETS)}]")
 
@@ -95,9 +97,11 @@ def lineage_inputs():
     return _posix(
         [
             P.RAW_MANIFEST,
+            P.RAW_REPORT,
             P.SPLIT_MANIFEST,
             P.SPLIT_REPORT,
             P.REPHRASE_MANIFEST,
+            P.REPHRASE_REPORT,
             P.CLEAN_MANIFEST,
             P.CLEAN_REPORT,
             P.CONTAMINATION,

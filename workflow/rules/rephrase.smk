@@ -1,29 +1,23 @@
-# Stage 3: k rephrasings per train question + one held-out rephrasing per para_eval source.
-# Backend = Hydra group rephrase/ (hf_local = offline CPU default, gemini = paper scale).
-# Targets: P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_REJECTED, P.REPHRASE_REPORT.
+# Stage 3: k rephrasings per train question + one held-out rephrasing per para_eval / val_para source.
+# Backend = Hydra group rephrase/ (shipped = the CPU default's hand-written paraphrases, hf_local = a
+# local model, gemini = paper scale, openai_compatible = any such server).
+# Targets: P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.REPHRASE_REJECTED, P.REPHRASE_REPORT.
+from rbiqa.rephrase.stage import stage_inputs as _rephrase_inputs
 
-_REPHRASE_CFG = _compose([f"experiment={EXP}", *OVERRIDES]).rephrase
-# The prompt file is an input: editing it reruns the stage (its sha256 also keys the cache).
-REPHRASE_PROMPT = (
-    f"src/rbiqa/rephrase/prompts/rephrase_{_REPHRASE_CFG.prompt_version}.txt"
-)
-# A local rephraser reads model weights; a model converted by fetch_model is a DAG dependency.
-REPHRASE_MODEL = (
-    [f"{_REPHRASE_CFG.model_path}/manifest.json"]
-    if _REPHRASE_CFG.backend == "hf_local"
-    else []
-)
+# The prompt file (its sha256 also keys the cache), and the local model's manifest or the shipped
+# paraphrases: the same list the stage records in its manifest.
+REPHRASE_INPUTS = [p.as_posix() for p in _rephrase_inputs(CFG.rephrase)]
 
 
 rule rephrase:
     input:
         train=P.SPLIT_TRAIN.as_posix(),
-        prompt=REPHRASE_PROMPT,
-        model=REPHRASE_MODEL,
+        backend=REPHRASE_INPUTS,
         stamp=stamp("rephrase"),
     output:
         train=P.REPHRASE_TRAIN.as_posix(),
         para=P.REPHRASE_TEST_PARA.as_posix(),
+        val_para=P.REPHRASE_VAL_PARA.as_posix(),
         rejected=P.REPHRASE_REJECTED.as_posix(),
         report=P.REPHRASE_REPORT.as_posix(),
         manifest=P.REPHRASE_MANIFEST.as_posix(),

@@ -19,6 +19,7 @@ rule stats:
     input:
         stamp("stats"),
         judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
+        generations=[P.generations(a, e).as_posix() for a in ARMS for e in NLL_SETS],
         eval_items=[P.eval_set_path(e).as_posix() for e in EVAL_SETS],
         agreement=P.JUDGE_AGREEMENT.as_posix(),
     output:
@@ -44,11 +45,10 @@ rule figures:
     input:
         stamp("figures"),
         metrics=_posix(all_metric_paths()),
-        trainer_logs=[
-            (P.adapter_dir(a) / "trainer_log.csv").as_posix() for a in FT_ARMS
-        ],
-        adapter_manifests=[
-            (P.adapter_dir(a) / "manifest.json").as_posix() for a in FT_ARMS
+        adapters=[
+            (P.adapter_dir(a) / n).as_posix()
+            for a in FT_ARMS
+            for n in ("trainer_log.csv", "manifest.json", "train_summary.json")
         ],
         lineage=lineage_inputs(),
     output:

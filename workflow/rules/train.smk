@@ -22,6 +22,7 @@ rule train:
     input:
         train=P.CLEAN_TRAIN.as_posix(),
         val=P.CLEAN_VAL.as_posix(),
+        val_para=P.CLEAN_VAL_PARA.as_posix(),
         model=MODEL_MANIFEST,
         stamp=stamp("train", "{arm}"),
     output:

@@ -30,10 +30,12 @@ class TrainRow(BaseModel):
     applicable_to: str
     category: Category
     estimated_difficulty: int = Field(ge=1, le=7)
+    trained_eval: bool = False  # its source is asked verbatim in test_trained (never a few-shot example)
 
 
 class ParaRow(BaseModel):
-    """A row of rephrase's test_paraphrase.jsonl: one held-out rephrasing of a para_eval source."""
+    """A row of rephrase's test_paraphrase.jsonl or val_paraphrase.jsonl: the held-out rephrasing of a
+    trained source."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -51,6 +53,8 @@ class ParaRow(BaseModel):
 class SplitRow(QARecord):
     split: str
     para_eval: bool
+    val_para: bool = False
+    trained_eval: bool = False
 
 
 def load_rows(path: Path, model: type[BaseModel], what: str) -> tuple[list[dict], list[dict]]:
@@ -66,6 +70,17 @@ def load_rows(path: Path, model: type[BaseModel], what: str) -> tuple[list[dict]
             bad.append({"split": what, "reason": "invalid_row", "detail": f"{path}:{i}: {err['loc']}: {err['msg']}",
                         "row": raw})  # fmt: skip
     return ok, bad
+
+
+def para_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
+    """A val_paraphrase row in the train row shape (its one wording), for the train stage's eval loss."""
+    return {
+        "row_id": row["row_id"],
+        "source_id": row["source_id"],
+        "variant_idx": 0,
+        **{k: row[k] for k in ("question", "answer", "regulation_area", "applicable_to", "category")},
+        "estimated_difficulty": row["estimated_difficulty"],
+    }
 
 
 def split_row_to_train(row: dict[str, Any]) -> dict[str, Any]:

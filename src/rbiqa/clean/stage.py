@@ -1,9 +1,14 @@
 """Stage 4: clean the training data and build the evaluation sets.
 
 Order: validate -> PII (redact | drop | flag) -> exact + near dedup within each split -> contamination
-audit of training texts against the test questions -> bounds check -> write. Every removed row goes to
-removed.jsonl with its reason (PII-dropped rows with their PII masked: the originals stay in the
-upstream files), and every count is in clean_report.json.
+audit of training texts against every held-out question -> test_trained from what is left -> bounds
+check -> write. Every removed row goes to removed.jsonl with its reason (PII-dropped rows with their PII
+masked: the originals stay in the upstream files), and every count is in clean_report.json.
+
+The audit covers the questions that must not be in training: test_unseen, and the held-out wordings
+(test_paraphrase, val_paraphrase). test_trained is exempt by design: it is the trained original wording,
+asked verbatim as the manipulation check. It is built after cleaning, from the originals that survived,
+so every test_trained item really was trained on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rbiqa.clean.inputs import (
     SplitRow,
     TrainRow,
     load_rows,
+    para_row_to_train,
     split_row_to_train,
     to_eval_item,
 )
@@ -32,11 +38,13 @@ from rbiqa.config import to_container
 from rbiqa.io import InputError, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import GeneralRecord, UnanswerableRecord
+from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLITS = ("train", "val")
-TEST_SETS = ("test_unseen", "test_paraphrase")  # audited against the training texts
+TRAIN_SPLITS = ("train", "val", "val_paraphrase")
+# held-out questions audited against the training texts (test_trained is the trained wording itself)
+AUDITED = ("test_unseen", "test_paraphrase", "val_paraphrase")
 
 
 def _id_key(split: str) -> str:
@@ -54,6 +62,7 @@ def load_all() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     splits = {
         "train": load(P.REPHRASE_TRAIN, TrainRow, "train"),
         "val": [split_row_to_train(r) for r in load(P.SPLIT_VAL, SplitRow, "val")],
+        "val_paraphrase": [para_row_to_train(r) for r in load(P.REPHRASE_VAL_PARA, ParaRow, "val_paraphrase")],
         "test_paraphrase": [to_eval_item("test_paraphrase")(r) for r in load(P.REPHRASE_TEST_PARA, ParaRow, "test_paraphrase")],
         "test_unseen": [
             to_eval_item("test_unseen")(split_row_to_train(r))
@@ -116,7 +125,9 @@ def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, 
     train = splits["train"]
     texts = [TrainText(r["row_id"], r["source_id"], f, r[f]) for r in train for f in ("question", "answer")]
     tests = [
-        EvalText(it["item_id"], it["source_id"], s, it["question"]) for s in TEST_SETS for it in splits[s]
+        EvalText(it.get("item_id") or it["row_id"], it["source_id"], s, it["question"])
+        for s in AUDITED
+        for it in splits[s]
     ]
     hits = audit(texts, tests, cfg)
     by_id = {r["row_id"]: r for r in train}
@@ -150,7 +161,7 @@ def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, 
         "thresholds": {k: v for k, v in vars(cfg).items() if k != "seed"},
         "train_texts_audited": len(texts),
         "train_rows_audited": len(train),
-        "test_questions": {s: len(splits[s]) for s in TEST_SETS},
+        "test_questions": {s: len(splits[s]) for s in AUDITED},
         "hits_total": len(hits),
         "cross_source_hits": sum(1 for h in hits if not h["same_source"]),
         "cross_source_numeric_variants_kept": sum(1 for h in hits if not h["same_source"] and not h["contamination"]),
@@ -163,6 +174,21 @@ def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, 
     }  # fmt: skip
 
 
+def build_test_trained(
+    train: list[dict[str, Any]], flagged: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """test_trained: the surviving original (variant 0) of every trained_eval source (`flagged`, as they
+    were before cleaning), asked verbatim."""
+    make = to_eval_item("test_trained")
+    items = [make(r) for r in train if r.get("trained_eval") and r["variant_idx"] == 0]
+    kept = {it["source_id"] for it in items}
+    return items, {
+        "in": len(flagged),
+        # a flagged source whose original did not survive cleaning was not trained verbatim: not an item
+        "sources_without_original": sorted(flagged - kept),
+    }
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     ccfg = OmegaConf.to_container(cfg.clean, resolve=True)
@@ -172,6 +198,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     cont_cfg = ContaminationConfig.from_config(ccfg["contamination"], seed)
 
     splits, removed = load_all()
+    flagged = {r["source_id"] for r in splits["train"] if r.get("trained_eval")}
     report: dict[str, dict[str, Any]] = {s: {"in": len(rows)} for s, rows in splits.items()}
     for r in removed:  # invalid rows counted as input too
         report[r["split"]]["in"] += 1
@@ -179,14 +206,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     apply_pii(splits, pii_cfg, removed, report)
     apply_dedup(splits, dedup_cfg, removed, report)
     contamination = apply_contamination(splits, cont_cfg, removed)
+    splits["test_trained"], trained_report = build_test_trained(splits["train"], flagged)
 
     by_split_reason: dict[str, Counter] = defaultdict(Counter)
     for r in removed:
         by_split_reason[r["split"]][r["reason"]] += 1
+    report["test_trained"] = trained_report
     for s in report:
         report[s]["out"] = len(splits[s])
         report[s]["removed"] = dict(sorted(by_split_reason[s].items()))
-        if report[s]["in"] != report[s]["out"] + sum(by_split_reason[s].values()):
+        lost = len(report[s].get("sources_without_original", []))
+        if report[s]["in"] != report[s]["out"] + sum(by_split_reason[s].values()) + lost:
             raise RuntimeError(f"clean: row accounting broken in {s}: {report[s]}")  # a bug, not bad input
 
     n_in, n_out = report["train"]["in"], report["train"]["out"]
@@ -200,9 +230,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"{ccfg['max_train_removed_frac']} (reasons: {dict(by_split_reason['train'])}); inspect "
             f"{P.CLEAN_REMOVED} and the thresholds"
         )
-    empty_eval = [s for s in P.EVAL_SETS if not splits[s]]
+    empty_eval = [s for s in load_study(cfg).eval_sets if not splits[s]]
     if empty_eval:
-        problems.append(f"evaluation sets with no items after cleaning: {empty_eval}")
+        problems.append(f"evaluation sets of the study with no items after cleaning: {empty_eval}")
+    if not splits["val_paraphrase"]:
+        problems.append(
+            "no val_paraphrase rows: checkpoint selection needs held-out wordings of trained facts"
+        )
     summary = {
         "seed": seed,
         "splits": report,
@@ -227,12 +261,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     write_jsonl(P.CLEAN_TRAIN, splits["train"])
     write_jsonl(P.CLEAN_VAL, splits["val"])
+    write_jsonl(P.CLEAN_VAL_PARA, splits["val_paraphrase"])
     for s in P.EVAL_SETS:
         write_jsonl(P.eval_set_path(s), splits[s])
-    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, *(P.eval_set_path(s) for s in P.EVAL_SETS), P.CLEAN_REMOVED,
-               P.CLEAN_REPORT, P.CONTAMINATION]  # fmt: skip
-    inputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN, P.RAW_UNANSWERABLE,
-              P.RAW_GENERAL, P.stamp("clean")]  # fmt: skip
+    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, *(P.eval_set_path(s) for s in P.EVAL_SETS),
+               P.CLEAN_REMOVED, P.CLEAN_REPORT, P.CONTAMINATION]  # fmt: skip
+    inputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN,
+              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.stamp("clean")]  # fmt: skip
     write_manifest(
         P.CLEAN_MANIFEST, "clean", to_container(cfg), inputs, outputs,
         {"counts": {s: {"in": report[s]["in"], "out": report[s]["out"]} for s in report},

@@ -16,8 +16,8 @@ from rbiqa import paths as P
 from rbiqa.io import InputError, read_json
 from rbiqa.stats.files import SECTIONS
 from rbiqa.study import Study
+from rbiqa.train.outputs import LOG_COLUMNS as TRAINER_LOG_COLUMNS
 
-TRAINER_LOG_COLUMNS = ("step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s")
 ROLE_ARMS = {"Base": "base", "Fewshot": "base_fewshot", "Rag": "base_rag", "KZero": "ft_k0"}
 
 
@@ -77,10 +77,10 @@ def read_trainer_log(arm: str, root: Path = Path(".")) -> pd.DataFrame:
     if not path.exists():
         raise InputError(f"{path} not found: the train stage for {arm} has not run")
     df = pd.read_csv(path)
-    missing = [c for c in ("step", "train_loss", "eval_loss") if c not in df.columns]
+    missing = [c for c in TRAINER_LOG_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: columns {missing} missing; expected {list(TRAINER_LOG_COLUMNS)}")
-    for c in ("step", "train_loss", "eval_loss"):
+    for c in ("step", "train_loss", "eval_paraphrase_loss", "eval_unseen_loss"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["arm"] = arm
     return df

@@ -10,9 +10,19 @@ from pathlib import Path
 
 from rbiqa import paths as P
 
-FIGURES = ("accuracy", "forest", "per_area", "loss_curves", "ablation", "judge_confusion")
+FIGURES = ("ladder", "accuracy", "forest", "per_area", "loss_curves", "ablation", "judge_confusion")
 FORMATS = ("pdf", "png")
-TABLES = ("main_results", "counts", "paired", "per_category", "secondary", "power", "seeds", "lineage")
+TABLES = (
+    "ladder",
+    "main_results",
+    "counts",
+    "paired",
+    "per_category",
+    "secondary",
+    "power",
+    "seeds",
+    "lineage",
+)
 MANIFEST = P.FIGURES / "manifest.json"
 
 

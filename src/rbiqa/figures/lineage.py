@@ -87,7 +87,8 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
                 or find_key((reph or {}).get("config", {}).get("rephrase", {}), "name")
             ),
             "model": _or(
-                find_key((reph or {}).get("config", {}).get("rephrase", {}), "model", "model_id", "hf_id")
+                (reph or {}).get("extra", {}).get("model_id")
+                or find_key((reph or {}).get("config", {}).get("rephrase", {}), "model", "model_id", "hf_id")
             ),
             "prompt sha": short(find_key(reph or {}, "prompt_hash", "prompt_sha256")),
             **_scalars(read_manifest(root / P.REPHRASE_REPORT), 4),
@@ -123,6 +124,10 @@ def mean_rephrasings(per_source: dict | None) -> str:
     return f"{sum(n * c for n, c in counts.items()) / total:.2f} ({100 * counts[top] / total:.0f}% at {top})"
 
 
+def _round(x: object) -> object:
+    return round(x, 3) if isinstance(x, float) else x
+
+
 def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
     rows = []
     for arm in m.summary.get("ft_arms", []):
@@ -141,7 +146,8 @@ def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
                 escape(mean_rephrasings(extra.get("rephrasings_per_source"))),
                 escape(_or(find_key(train.get("lora", {}), "r"))),
                 escape(_or(train.get("learning_rate"))),
-                escape(_or(train.get("num_train_epochs"))),
+                escape(_or(train.get("exposures_per_fact"))),
+                escape(_or(_round(extra.get("num_train_epochs")))),
                 escape(_or(train.get("max_steps"))),
                 escape(_or(extra.get("global_step"))),
                 escape(_or(c.get("seed"))),
@@ -181,15 +187,18 @@ def lineage_tex(m: Metrics, root: Path = Path(".")) -> tuple[str, str]:
                     "rephr./source",
                     "$r$",
                     "learning rate",
+                    "exposures",
                     "epochs",
                     "max steps",
                     "steps run",
                     "seed",
                 ],
                 adapters,
-                "llrrrrrrrr",
+                "llrrrrrrrrr",
                 "Fine-tuned adapters: content hash and the training settings recorded in their manifests "
-                "(epochs apply only where max steps is not positive). rephr./source: rephrasings per "
+                "(exposures: times each source fact is trained on, in any wording; epochs: the passes over "
+                "the arm's rows that follow; both apply only where max steps is not positive). "
+                "rephr./source: rephrasings per "
                 "source question the arm really trained on, mean (share of sources at the most), which "
                 "falls short of $k$ where the rephraser's filters kept fewer.",
                 "tab:adapters",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rbiqa import paths as P
 from rbiqa.figures.data import Metrics
 from rbiqa.figures.texfmt import (
     NA,
@@ -95,7 +96,9 @@ def _paired_macros(
     book.add(macro_name("NLosses", *key, eval_set), integer(rec["n10"]) if ok else NA)
 
 
-def build_numbers(m: Metrics, report_cfg: Mapping, n_ablation_families: int = 0) -> NumberBook:
+def build_numbers(
+    m: Metrics, report_cfg: Mapping, n_ablation_families: int = 0, design: Mapping | None = None
+) -> NumberBook:
     d = int(report_cfg.get("tables", {}).get("decimals", 1))
     verdicts = report_cfg["verdicts"]
     s = m.summary
@@ -153,7 +156,7 @@ def build_numbers(m: Metrics, report_cfg: Mapping, n_ablation_families: int = 0)
     book.add("RefStudyModel", escape(ref.get("model", NA)))
     book.add("RefStudyJudge", escape(ref.get("judge", NA)))
 
-    for e in m.eval_sets:
+    for e in P.EVAL_SETS:  # every set the paper may name: n/a where this study did not run it
         n_items = next((c["n_items"] for c in s["counts"] if c["eval_set"] == e), None)
         book.add(macro_name("NItems", e), integer(n_items))
         for arm in m.arms:
@@ -183,7 +186,82 @@ def build_numbers(m: Metrics, report_cfg: Mapping, n_ablation_families: int = 0)
     _seed_macros(book, m, role, d)
     _category_macros(book, m, role, d)
     _judge_macros(book, m)
+    _manipulation_macros(book, m, d)
+    _reference_loss_macros(book, m, role)
+    _design_macros(book, design or {})
     return book
+
+
+def _manipulation_macros(book, m, d) -> None:
+    """Did the main arm learn its training data? (stats summary.manipulation_check)"""
+    mc = m.summary.get("manipulation_check") or {}
+    ok = bool(mc.get("available"))
+    book.flag("HasManipulation", ok)
+    book.flag("ManipulationPassed", ok and bool(mc.get("passed")))
+    book.flag("HasManipulationLoss", ok and mc.get("loss_diff") is not None)
+    book.add("ManipSet", rf"\texttt{{{escape(mc['eval_set'])}}}" if ok else NA)
+    book.add("ManipAccArm", pct(mc["acc_arm"], d) if ok else NA)
+    book.add("ManipAccRef", pct(mc["acc_ref"], d) if ok else NA)
+    book.add("ManipDiff", signed_pp(mc["diff"], d) if ok else NA)
+    book.add("ManipDiffCI", pp_ci(mc["diff_lo"], mc["diff_hi"], d) if ok else NA)
+    book.add("ManipNPairs", integer(mc["n_pairs"]) if ok else NA)
+    has_loss = ok and mc.get("loss_diff") is not None
+    book.add("ManipLossDiff", number(mc["loss_diff"]) if has_loss else NA)
+    book.add(
+        "ManipLossDiffCI", f"[{number(mc['loss_diff_lo'])}, {number(mc['loss_diff_hi'])}]" if has_loss else NA
+    )
+
+
+def _reference_loss_macros(book, m, role) -> None:
+    """Teacher-forced loss of the reference answers per arm and set, and its difference from base."""
+    rl = m.sections.get("reference_loss") or {}
+    book.flag("HasReferenceLoss", bool(rl.get("available")))
+    recs = {(r["arm"], r["eval_set"]): r for r in rl.get("records", [])}
+    diffs = {(r["arm"], r["eval_set"]): r for r in rl.get("paired", [])}
+    for e in rl.get("eval_sets", []):
+        for key, arm in [*((a, a) for a in m.arms), *((r, role[r]) for r in ROLES)]:
+            r = recs.get((arm, e))
+            ok = r is not None and r.get("mean_nll") is not None
+            book.add(macro_name("Nll", key, e), number(r["mean_nll"]) if ok else NA)
+            book.add(macro_name("NllCI", key, e), f"[{number(r['lo'])}, {number(r['hi'])}]" if ok else NA)
+            p = diffs.get((arm, e))
+            book.add(macro_name("NllDiff", key, "VsBase", e), number(p["diff"]) if p else NA)
+            book.add(
+                macro_name("NllDiffCI", key, "VsBase", e),
+                f"[{number(p['diff_lo'])}, {number(p['diff_hi'])}]" if p else NA,
+            )
+
+
+def _design_macros(book, design: Mapping) -> None:
+    """What the run did (rbiqa.figures.design): trained facts, rephrasing source, main arm's training."""
+
+    def val(key, fmt=str):
+        v = design.get(key)
+        return NA if v is None else fmt(v)
+
+    book.add("NTrainedFacts", val("trained_sources", integer))
+    sub = design.get("probes_subsampled") or {}
+    book.flag("ProbesSubsampled", bool(sub))
+    for name in ("unanswerable", "general"):
+        book.add(macro_name("NWritten", name), integer((design.get("probes_written") or {}).get(name)))
+    book.add("NUnusedSources", val("unused_sources", integer))
+    book.flag("HasUnusedSources", bool(design.get("unused_sources")))
+    book.add("NValParaphrase", val("val_paraphrase_rows", integer))
+    book.add("RephraseSource", val("rephrase_source", escape))
+    book.flag("RephraseShipped", design.get("rephrase_backend") == "shipped")
+    book.add("RephraseModel", val("rephrase_model", escape))
+    book.add("NRephrasingsAccepted", val("rephrasings_accepted", integer))
+    book.add("NRephrasingsGenerated", val("rephrasings_generated", integer))
+    book.add("ExposuresPerFact", val("exposures_per_fact", lambda v: f"{v:g}"))
+    book.flag("ComputeMatched", design.get("exposures_per_fact") is not None)
+    book.add("MainTrainEpochs", val("epochs", lambda v: f"{v:.2g}"))
+    book.add("MainTrainSteps", val("steps", integer))
+    book.add("MainTrainRows", val("main_train_rows", integer))
+    book.add("MainLearningRate", val("learning_rate", lambda v: f"{v:g}"))
+    book.flag("SelectedOnParaphrase", design.get("selection") == "val_paraphrase")
+    book.add("ShippedStep", val("shipped_step", integer))
+    book.add("TrainWeights", val("weights_words", escape))
+    book.add("TrainTokensPerS", val("tokens_per_s", lambda v: f"{v:.0f}"))
 
 
 def _gap_macros(book, m, role, d, words) -> None:
@@ -198,7 +276,7 @@ def _gap_macros(book, m, role, d, words) -> None:
 
 def _power_macros(book, m, role, d) -> None:
     recs = {r["eval_set"]: r for r in m["power"]["records"]}
-    for e in m.eval_sets:
+    for e in P.EVAL_SETS:  # every set the paper may name: n/a where this study did not run it
         r = recs.get(e)
         un = (r or {}).get("unpaired", {})
         book.add(
@@ -235,7 +313,7 @@ def _seed_macros(book, m, role, d) -> None:
     recs = [r for r in m["seeds"].get("records", []) if r.get("arm") == role["Main"] and not r.get("flag")]
     book.add("SeedN", integer(len(recs[0]["replicates"])) if recs else NA)
     by = {r["eval_set"]: r for r in recs}
-    for e in m.eval_sets:
+    for e in P.EVAL_SETS:  # every set the paper may name: n/a where this study did not run it
         r = by.get(e)
         book.add(
             macro_name("SeedSD", e),
@@ -248,7 +326,7 @@ def _seed_macros(book, m, role, d) -> None:
 def _category_macros(book, m, role, d) -> None:
     """Counts and extremes from the main-vs-base per-area tests, so they match Table tab:percat."""
     pc = m["per_category"]
-    for e in m.eval_sets:
+    for e in P.EVAL_SETS:  # every set the paper may name: n/a where this study did not run it
         tests = [
             t
             for t in pc.get("tests", [])

@@ -186,32 +186,70 @@ def per_area(
 
 
 def loss_curves(logs: pd.DataFrame, smoothing: int = 5) -> plt.Figure:
-    """Fig. 4: train loss (rolling mean) and eval loss per fine-tuned arm."""
+    """Fig.: train loss (rolling mean), and the eval losses per fine-tuned arm: held-out wordings of
+    trained facts (the selection set) and unseen facts (a curve only)."""
     if logs.empty:
         return placeholder("no fine-tuned arm ran: no training curves")
     logs = logs.sort_values(["arm", "step"]).copy()
     logs["train_loss_smooth"] = logs.groupby("arm")["train_loss"].transform(
         lambda s: s.rolling(max(1, smoothing), min_periods=1).mean()
     )
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
-    sns.lineplot(
-        data=logs.dropna(subset=["train_loss_smooth"]),
-        x="step",
-        y="train_loss_smooth",
-        hue="arm",
-        ax=axes[0],
-        lw=1,
-    )
-    ev = logs.dropna(subset=["eval_loss"])
-    if ev.empty:
-        axes[1].text(0.5, 0.5, "no eval loss logged", ha="center", transform=axes[1].transAxes)
-    else:
-        sns.lineplot(data=ev, x="step", y="eval_loss", hue="arm", marker="o", ax=axes[1], lw=1, legend=False)
-    axes[0].set_ylabel("train loss (smoothed)")
-    axes[1].set_ylabel("eval loss")
-    axes[0].set_title("training", fontsize="small")
-    axes[1].set_title("validation", fontsize="small")
-    sns.move_legend(axes[0], "upper right", fontsize="x-small", title=None)
+    panels = [
+        ("train_loss_smooth", "train loss (smoothed)", "training"),
+        ("eval_paraphrase_loss", "eval loss", "held-out wordings of trained facts (selection)"),
+        ("eval_unseen_loss", "eval loss", "unseen facts"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True)
+    for i, (ax, (col, ylabel, title)) in enumerate(zip(axes, panels, strict=True)):
+        d = logs.dropna(subset=[col])
+        if d.empty:
+            ax.text(0.5, 0.5, "not logged", ha="center", transform=ax.transAxes)
+        else:
+            sns.lineplot(
+                data=d, x="step", y=col, hue="arm", ax=ax, lw=1, marker=None if i == 0 else "o", legend=i == 0
+            )
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize="small")
+    if axes[0].get_legend() is not None:
+        sns.move_legend(axes[0], "upper right", fontsize="x-small", title=None)
+    fig.tight_layout()
+    return fig
+
+
+def ladder(
+    acc: pd.DataFrame, arms: Sequence[str], rungs: Sequence[str], finetuned: Sequence[str]
+) -> plt.Figure:
+    """Fig.: each arm's accuracy on the rungs (trained facts verbatim, in a held-out wording, unseen
+    facts) with Wilson intervals, one line per arm: where learning stops transferring."""
+    d = acc[acc["eval_set"].isin(rungs) & acc["accuracy"].notna()] if len(acc) else acc
+    if d.empty:
+        return placeholder("no accuracy on the ladder's eval sets")
+    x = {e: i for i, e in enumerate(rungs)}
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    palette = sns.color_palette(n_colors=len(arms))
+    offsets = np.linspace(-0.12, 0.12, len(arms)) if len(arms) > 1 else [0.0]
+    for arm, col, off in zip(arms, palette, offsets, strict=True):
+        r = d[d["arm"] == arm]
+        r = r.assign(x=r["eval_set"].map(x) + off).sort_values("x")
+        if r.empty:
+            continue
+        y = 100 * r["accuracy"]
+        ax.errorbar(
+            r["x"],
+            y,
+            yerr=[(y - 100 * r["wilson_lo"]).clip(lower=0), (100 * r["wilson_hi"] - y).clip(lower=0)],
+            marker="o" if arm in finetuned else "s",
+            ms=4,
+            capsize=2,
+            lw=1.2,
+            ls="-" if arm in finetuned else "--",
+            color=col,
+            label=arm,
+        )
+    ax.set_xticks(range(len(rungs)), [e.replace("_", "\n", 1) for e in rungs])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("judge accuracy (%)")
+    ax.legend(fontsize="x-small", frameon=False, ncol=2)
     fig.tight_layout()
     return fig
 

@@ -18,6 +18,7 @@ from rbiqa import paths as P  # noqa: E402
 from rbiqa.config import to_container  # noqa: E402
 from rbiqa.figures import plots, tables  # noqa: E402
 from rbiqa.figures.data import Metrics, ablation_families, read_trainer_log  # noqa: E402
+from rbiqa.figures.design import study_design  # noqa: E402
 from rbiqa.figures.files import FORMATS, MANIFEST, all_outputs  # noqa: E402
 from rbiqa.figures.lineage import lineage_tex  # noqa: E402
 from rbiqa.figures.numbers import build_numbers  # noqa: E402
@@ -61,7 +62,9 @@ def make_figures(m: Metrics, report_cfg: dict, study: Study, root: Path = Path("
     cat_sets = list(dict.fromkeys(cat["eval_set"])) if len(cat) else []
     logs = [read_trainer_log(a, root) for a in m.summary.get("ft_arms", [])]
     families = ablation_families(study, main, root)
+    rungs = [e for e in fcfg.get("ladder_sets", []) if e in m.eval_sets]
     builders = {
+        "ladder": lambda: plots.ladder(acc, m.arms, rungs, m.summary.get("ft_arms", [])),
         "accuracy": lambda: plots.accuracy_by_arm(
             acc, m.arms, m.eval_sets, m.summary.get("ft_arms", []), fcfg.get("eval_set_labels", {})
         ),
@@ -75,7 +78,7 @@ def make_figures(m: Metrics, report_cfg: dict, study: Study, root: Path = Path("
         "ablation": lambda: plots.ablations(
             acc,
             families,
-            [e for e in ("test_paraphrase", "test_unseen") if e in m.eval_sets] or m.eval_sets,
+            rungs or m.eval_sets,
             m["seeds"].get("groups", {}),
             fcfg.get("ablation_labels", {}),
             fcfg.get("ablation_log_scale", []),
@@ -93,7 +96,9 @@ def make_figures(m: Metrics, report_cfg: dict, study: Study, root: Path = Path("
 def make_tables(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> None:
     tcfg = report_cfg.get("tables", {})
     d = int(tcfg.get("decimals", 1))
+    rungs = [e for e in report_cfg["figures"].get("ladder_sets", []) if e in m.eval_sets]
     out = {
+        "ladder": tables.ladder(m, rungs, d),
         "main_results": tables.main_results(m, d),
         "counts": tables.counts(m),
         "paired": tables.paired(m, tcfg.get("paired_refs_in_table", ["base"]), d),
@@ -117,7 +122,8 @@ def run(cfg: DictConfig) -> None:
     log.info("figure seconds: %s", timings)
     make_tables(m, report_cfg)
     n_fam = len(ablation_families(study, m.main_arm))
-    write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam).render())
+    design = study_design(m.main_arm)
+    write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam, design).render())
     ft = m.summary.get("ft_arms", [])
     inputs = [
         P.stamp("figures"),
@@ -131,5 +137,6 @@ def run(cfg: DictConfig) -> None:
         P.CONTAMINATION,
     ]
     for a in ft:
-        inputs += [P.adapter_dir(a) / "trainer_log.csv", P.adapter_dir(a) / "manifest.json"]
+        inputs += [P.adapter_dir(a) / n for n in ("trainer_log.csv", "manifest.json", "train_summary.json")]
+    inputs += [P.REPHRASE_REPORT, P.RAW_REPORT]
     write_manifest(MANIFEST, "figures", to_container(cfg), inputs, all_outputs(), extra={"seconds": timings})

@@ -101,6 +101,39 @@ def ci_cell(lo: float | None, hi: float | None, decimals: int, signed: bool = Fa
     return f" {{\\scriptsize[{f(lo, decimals)}, {f(hi, decimals)}]}}"
 
 
+def ladder(m: Metrics, rungs: Sequence[str], decimals: int) -> str:
+    """Tab. ladder: per arm, accuracy on each rung (Wilson CI) and the teacher-forced loss of the reference
+    answers there (nats per token; lower = the arm finds the reference more likely)."""
+    rl = m.sections.get("reference_loss") or {}
+    nll = {(r["arm"], r["eval_set"]): r for r in rl.get("records", [])}
+    rows = []
+    for arm in m.arms:
+        cells = [arm_tex(arm)]
+        for e in rungs:
+            r = m.accuracy(arm, e)
+            cells.append(
+                "--"
+                if r is None or r["accuracy"] is None
+                else pct_plain(r["accuracy"], decimals) + ci_cell(r["wilson_lo"], r["wilson_hi"], decimals)
+            )
+            n = nll.get((arm, e))
+            cells.append(number(n["mean_nll"]) if n and n.get("mean_nll") is not None else "--")
+        rows.append(cells)
+    header = ["Arm"]
+    for e in rungs:
+        header += [rf"\texttt{{{escape(e)}}} (\%)", "loss"]
+    return tabular(
+        header,
+        rows,
+        "l" + "cr" * len(rungs),
+        r"The ladder: judge accuracy (\%, Wilson \CILevel{} interval) on the trained questions asked verbatim, "
+        r"the same facts in a held-out wording, and unseen questions; beside each, the teacher-forced loss "
+        r"of the reference answers under the arm's own prompt (mean nats per answer token), which does not "
+        r"depend on the judge.",
+        "tab:ladder",
+    )
+
+
 def main_results(m: Metrics, decimals: int) -> str:
     sets = m.eval_sets
     rows = []

@@ -29,6 +29,11 @@ def cache_path(arm: str, eval_set: str) -> Path:
     return CACHE_DIR / arm / f"{eval_set}.partial.jsonl"
 
 
+def nll_cache_path(arm: str, eval_set: str) -> Path:
+    """Teacher-forced reference losses (rbiqa.generate.reference_loss), beside the answers."""
+    return CACHE_DIR / arm / f"{eval_set}.reference_nll.jsonl"
+
+
 def item_key(fingerprint: str, messages: Any) -> str:
     return sha256_text(stable_json({"run": fingerprint, "messages": messages}))
 

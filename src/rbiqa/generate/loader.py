@@ -97,24 +97,32 @@ class LazyModel:
             self.merged,
         )
 
-    def __call__(self, conversations: list) -> list[dict[str, Any]]:
+    def loaded(self):
+        """(model, tokenizer), loading them on first use."""
         if self.model is None:
             try:
                 self.load()
             except Exception as e:
                 raise FatalGenerationError(f"cannot load the model for {self.cfg.arm.name}: {e}") from e
+        return self.model, self.tokenizer
+
+    def __call__(self, conversations: list, limits: list[int | None] | None = None) -> list[dict[str, Any]]:
+        """Greedy (or sampled) answers; `limits` are the items' decoding budgets (None: max_new_tokens)."""
+        self.loaded()
         g = self.cfg.generate
+        cap = int(g.max_new_tokens)
+        limits = [cap if n is None else min(int(n), cap) for n in (limits or [None] * len(conversations))]
         if uses_prefix_decoding(g):
             if self.prefix_decoder is None:
                 from rbiqa.prefix_decoding import PrefixGroupedGreedy
 
-                self.prefix_decoder = PrefixGroupedGreedy(self.model, self.tokenizer, int(g.max_new_tokens))
-            return self.prefix_decoder(conversations)
-        return models.chat_generate(
+                self.prefix_decoder = PrefixGroupedGreedy(self.model, self.tokenizer, cap)
+            return self.prefix_decoder(conversations, limits)
+        rows = models.chat_generate(
             self.model,
             self.tokenizer,
             conversations,
-            max_new_tokens=int(g.max_new_tokens),
+            max_new_tokens=max(limits),
             batch_size=len(conversations),
             do_sample=bool(g.do_sample),
             temperature=float(g.temperature),
@@ -125,3 +133,4 @@ class LazyModel:
             if g.get("generate_kwargs")
             else None,
         )
+        return [models.truncate_output(r, n, self.tokenizer) for r, n in zip(rows, limits, strict=True)]

@@ -19,7 +19,8 @@ from rbiqa.models import Messages
 
 log = logging.getLogger(__name__)
 
-GenerateFn = Callable[[list[Messages]], list[dict[str, Any]]]
+# (conversations, each one's max new tokens) -> one output per conversation
+GenerateFn = Callable[[list[Messages], list[int | None]], list[dict[str, Any]]]
 MAX_ERROR_CHARS = 1000
 
 
@@ -33,6 +34,7 @@ class Job:
     key: str
     messages: Messages
     context_ids: tuple[str, ...] = ()
+    max_new_tokens: int | None = None  # this item's decoding budget; None = the stage's max_new_tokens
 
 
 @dataclass
@@ -115,7 +117,7 @@ def _ok_row(job: Job, out: dict[str, Any]) -> dict[str, Any]:
 
 def _call(fn: GenerateFn, jobs: Sequence[Job], stats: RunStats) -> list[dict[str, Any]]:
     stats.model_calls += 1
-    outs = fn([j.messages for j in jobs])
+    outs = fn([j.messages for j in jobs], [j.max_new_tokens for j in jobs])
     if len(outs) != len(jobs):
         raise RuntimeError(f"generator returned {len(outs)} outputs for {len(jobs)} prompts")
     return [_ok_row(j, o) for j, o in zip(jobs, outs, strict=True)]

@@ -8,6 +8,7 @@ model call and does not even read the weights.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rbiqa import models
 from rbiqa import paths as P
 from rbiqa.config import selected_eval_sets, stage_main, to_container
-from rbiqa.generate.cache import ItemCache, cache_path, item_key
+from rbiqa.generate.cache import ItemCache, cache_path, item_key, nll_cache_path
 from rbiqa.generate.fewshot import FewShotSelector
 from rbiqa.generate.inputs import (
     adapter_files,
@@ -49,13 +50,20 @@ def build_prompts(
     pool = load_train_originals(P.CLEAN_TRAIN)
     if kind == "fewshot":
         max_chars = g.fewshot.get("max_answer_chars")
-        eligible = [r for r in pool if not max_chars or len(r["answer"]) <= max_chars]
+        # never a test_trained item: its answer would be shown to the model next to another test item
+        eligible = [
+            r for r in pool if not r.get("trained_eval") and (not max_chars or len(r["answer"]) <= max_chars)
+        ]
         selector = FewShotSelector(eligible, int(g.fewshot.k), int(cfg.seed))
         out = []
         for it in items:
             ex = selector.select(it.source_id)
             out.append((fewshot_messages(system, ex, it.question), tuple(str(r["row_id"]) for r in ex)))
-        return out, {"pool_size": len(pool), "eligible": len(eligible)}
+        return out, {
+            "pool_size": len(pool),
+            "eligible": len(eligible),
+            "excluded_test_trained": sum(bool(r.get("trained_eval")) for r in pool),
+        }
     r = g.rag
     retriever = BM25Retriever(pool, stemmer=r.get("stemmer"), stopwords=r.get("stopwords"))
     out = []
@@ -73,6 +81,26 @@ def build_prompts(
         out.append((msgs, tuple(h.row_id for h in hits)))
     n_empty = sum(1 for _, ids in out if not ids)
     return out, {"corpus_size": len(pool), "items_without_passages": n_empty}
+
+
+def answer_budgets(g: DictConfig, items: list[EvalItem], tokenizer) -> list[int | None]:
+    """Each item's decoding budget: min(max_new_tokens, ceil(factor x the reference answer's tokens) +
+    margin), or `no_reference` for an item without one (unanswerable); all None without
+    generate.answer_budget. A correct answer needs about the reference's length; the budget cuts only
+    the ramble past it, which on CPU is most of the decoding time of the arms that do not stop."""
+    b = g.get("answer_budget")
+    if not b:
+        return [None] * len(items)
+    cap = int(g.max_new_tokens)
+    out = []
+    for it in items:
+        if it.reference is None:
+            n = int(b.no_reference)
+        else:
+            n_ref = len(tokenizer(it.reference, add_special_tokens=False)["input_ids"])
+            n = math.ceil(float(b.factor) * n_ref) + int(b.margin)
+        out.append(min(n, cap))
+    return out
 
 
 def decode_fingerprint(cfg: DictConfig, model_fp: str, adapter_fp: str | None, plan: dict) -> str:
@@ -96,7 +124,13 @@ def decode_fingerprint(cfg: DictConfig, model_fp: str, adapter_fp: str | None, p
 
 
 def to_generation(
-    item: EvalItem, arm: str, model_id: str, row: dict | None, error: str | None, context_ids: tuple[str, ...]
+    item: EvalItem,
+    arm: str,
+    model_id: str,
+    row: dict | None,
+    error: str | None,
+    context_ids: tuple[str, ...],
+    nll: dict | None = None,
 ) -> Generation:
     fields: dict[str, Any] = {
         "item_id": item.item_id,
@@ -115,8 +149,9 @@ def to_generation(
         )
     else:
         fields.update(answer=None, error=error or "no answer was produced")
-    if "context_ids" in Generation.model_fields:  # forward-compatible with a schema that records them
-        fields["context_ids"] = list(context_ids)
+    fields["context_ids"] = list(context_ids)
+    if nll is not None:
+        fields.update(reference_nll=nll["reference_nll"], reference_tokens=nll["reference_tokens"])
     return Generation(**fields)
 
 
@@ -132,6 +167,7 @@ class ArmContext:
     fp: str
     model_id: str
     generator: LazyModel
+    tokenizer: Any  # the base model's tokenizer (answer budgets count reference tokens with it)
 
 
 def arm_context(cfg: DictConfig) -> ArmContext:
@@ -161,6 +197,7 @@ def arm_context(cfg: DictConfig) -> ArmContext:
         fp=decode_fingerprint(cfg, model_fp, adapter_fp, plan),
         model_id=f"{base_id}+lora:{arm}@{adapter_fp[:12]}" if adapter_fp else base_id,
         generator=LazyModel(cfg, adapter, plan, model_fp),
+        tokenizer=models.load_tokenizer(model_path),
     )
 
 
@@ -186,16 +223,31 @@ def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[Ev
     g = cfg.generate
     eval_path = P.eval_set_path(eval_set)
     prompts, context_summary = build_prompts(cfg, ctx.kind, items)
+    budgets = answer_budgets(g, items, ctx.tokenizer)
     jobs = [
-        Job(it.item_id, item_key(ctx.fp, msgs), msgs, c) for it, (msgs, c) in zip(items, prompts, strict=True)
+        Job(it.item_id, item_key(ctx.fp, {"messages": msgs, "budget": b}), msgs, c, b)
+        for it, (msgs, c), b in zip(items, prompts, budgets, strict=True)
     ]
     cache = ItemCache(cache_path(ctx.arm, eval_set))
     rows, stats = run_jobs(
         jobs, ctx.generator, cache, int(g.batch_size), progress=bool(g.get("progress", True))
     )
 
+    nlls = (
+        reference_losses(ctx, eval_set, items, jobs)
+        if eval_set in (g.get("reference_loss_sets") or [])
+        else {}
+    )
     gens = [
-        to_generation(it, ctx.arm, ctx.model_id, rows.get(j.key), stats.errors.get(j.key), j.context_ids)
+        to_generation(
+            it,
+            ctx.arm,
+            ctx.model_id,
+            rows.get(j.key),
+            stats.errors.get(j.key),
+            j.context_ids,
+            nlls.get(j.key),
+        )
         for it, j in zip(items, jobs, strict=True)
     ]
     n_failed = sum(1 for x in gens if x.answer is None)
@@ -218,6 +270,29 @@ def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[Ev
     write_manifest(P.manifest_for(out), "generate", to_container(cfg), inputs, [out], extra)
     log.info("wrote %s: %d answers, %d failed", out, len(gens) - n_failed, n_failed)
     return extra
+
+
+def reference_losses(
+    ctx: ArmContext, eval_set: str, items: list[EvalItem], jobs: list[Job]
+) -> dict[str, dict]:
+    """{job key: teacher-forced loss of the item's reference} (rbiqa.generate.reference_loss), cached per
+    item beside the answers; the model is loaded only for items not in the cache."""
+    from rbiqa.generate.reference_loss import reference_nll
+
+    cache = ItemCache(nll_cache_path(ctx.arm, eval_set))
+    keyed = {j.key: (it, j, item_key(ctx.fp, {"messages": j.messages, "reference": it.reference}))
+             for it, j in zip(items, jobs, strict=True) if it.reference}  # fmt: skip
+    todo = [(it, j, k) for it, j, k in keyed.values() if cache.get(k) is None]
+    if todo:
+        model, tok = ctx.generator.loaded()
+        scores = reference_nll(
+            model, tok, [j.messages for _, j, _ in todo], [it.reference for it, _, _ in todo]
+        )
+        cache.add(
+            [{"key": k, "item_id": it.item_id, **s} for (it, _, k), s in zip(todo, scores, strict=True)]
+        )
+        log.info("%s/%s: reference loss of %d answers", ctx.arm, eval_set, len(todo))
+    return {jk: cache.get(k) for jk, (_, _, k) in keyed.items()}
 
 
 def log_throughput(cfg, eval_set, tp, stats: RunStats, generator: LazyModel, total: float) -> None:
@@ -292,6 +367,9 @@ def run_summary(
             "prompt_tok": stats.prompt_tokens,
             "batch_size": int(cfg.generate.batch_size),
             "max_new_tok": int(cfg.generate.max_new_tokens),
+            "answer_budget": OmegaConf.to_container(cfg.generate.answer_budget, resolve=True)
+            if cfg.generate.get("answer_budget")
+            else None,
             "torch_threads": torch.get_num_threads(),
         },
     }

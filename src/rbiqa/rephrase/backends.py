@@ -40,6 +40,7 @@ class GenRequest:
     attempt: int
     temperature: float
     seed: int
+    heldout: bool = False  # one of the n is for a held-out wording (only the shipped backend designates it)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class GenResult:
     texts: list[str] = field(default_factory=list)  # raw model outputs, one per candidate
     error: str | None = None
     cached: int = 0  # candidates served from the cache
+    heldout_slot: int | None = None  # the candidate meant as the held-out wording, where the backend says
 
 
 def item_seed(seed: int, *parts: Any) -> int:
@@ -354,11 +356,17 @@ class JsonAPIBackend:
 
 def make_backend(rcfg: Mapping[str, Any], prompt: PromptSpec, cache: ResultCache):
     backend = str(rcfg["backend"])
+    if backend == "shipped":
+        from rbiqa.rephrase.shipped import ShippedBackend
+
+        return ShippedBackend(rcfg)
     if backend == "hf_local":
         return HFLocalBackend(rcfg, prompt, cache)
     if backend in ("gemini", "openai_compatible"):
         return JsonAPIBackend(rcfg, prompt, cache)
-    raise ValueError(f"unknown rephrase.backend {backend!r}: expected hf_local, gemini or openai_compatible")
+    raise ValueError(
+        f"unknown rephrase.backend {backend!r}: expected shipped, hf_local, gemini or openai_compatible"
+    )
 
 
 def n_candidates(missing: int, factor: float, cap: int) -> int:

@@ -14,7 +14,7 @@ def build_report(cfg, backend, prompt, states, rejected, rounds, cache_stats, k)
     para_total, para_with, para_without = 0, 0, []
     for sid, st in states.items():
         n = len(st.accepted)
-        if st.row["para_eval"]:
+        if st.need > k:  # a source with a held-out wording (test_paraphrase or val_paraphrase)
             para_total += 1
             if n:
                 para_with += 1
@@ -58,5 +58,6 @@ def build_report(cfg, backend, prompt, states, rejected, rounds, cache_stats, k)
             "target_total": k * n_sources,
         },
         "shortfall": {"sources_short": len(short), "missing_rephrasings": missing_total, "source_ids": short},
+        # sources that need a held-out wording (para_eval: test_paraphrase; val_para: val_paraphrase)
         "para_eval": {"sources": para_total, "with_heldout": para_with, "without_heldout": para_without},
     }

@@ -1,4 +1,5 @@
-"""Stage 3: k rephrasings per train question, plus one held-out rephrasing per para_eval source.
+"""Stage 3: k rephrasings per train question, plus one held-out rephrasing per para_eval and val_para
+source.
 
 Candidates are generated in rounds. Each round asks only for what is still missing (optionally
 oversampled), at a new seed and a higher temperature, within an optional total candidate budget; every
@@ -6,8 +7,10 @@ candidate passes the quality filters (rbiqa.rephrase.filters) or is logged to re
 reasons. After `max_attempts` rounds, a question that is still short of k is reported as a shortfall,
 and training uses what exists.
 
-For a para_eval source, k+1 paraphrases are needed: the one least similar to the others and to the
-original becomes its test_paraphrase item and never enters training.
+A para_eval or val_para source needs k+1 paraphrases: one becomes its held-out wording and never enters
+training (a test_paraphrase item, or a val_paraphrase row for checkpoint selection). It is the one the
+backend designates (the shipped paraphrases have one), else the one least similar to the others and to
+the original.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from rbiqa.schemas import QARecord
 
 log = logging.getLogger(__name__)
 
-ROW_FIELDS = ("question", "answer", "regulation_area", "applicable_to", "category", "estimated_difficulty")
+ROW_FIELDS = (
+    "question",
+    "answer",
+    "regulation_area",
+    "applicable_to",
+    "category",
+    "estimated_difficulty",
+    "trained_eval",
+)
 
 
 class SplitRow(QARecord):
@@ -43,6 +54,12 @@ class SplitRow(QARecord):
 
     split: str
     para_eval: bool
+    val_para: bool = False
+    trained_eval: bool = False
+
+
+def needs_heldout(row: dict[str, Any]) -> bool:
+    return bool(row["para_eval"] or row.get("val_para"))
 
 
 @dataclass
@@ -86,25 +103,25 @@ def load_train(path) -> list[dict[str, Any]]:
 
 
 def priority(st: SourceState, seed: int) -> tuple[int, int, int]:
-    """Who is served first in each allocation pass: a para_eval source still without its held-out
-    rephrasing (the test_paraphrase item), then the fewest training rephrasings so far, then a seeded
-    hash of the id (not file order: the corpus is grouped by regulation area, and a short budget must
-    not fall on the last areas)."""
-    para = bool(st.row["para_eval"])
+    """Who is served first in each allocation pass: a source still without its held-out rephrasing
+    (a test_paraphrase item or a val_paraphrase row), then the fewest training rephrasings so far, then a
+    seeded hash of the id (not file order: the corpus is grouped by regulation area, and a short budget
+    must not fall on the last areas)."""
+    para = needs_heldout(st.row)
     n_train = len(st.accepted) - (1 if para and st.accepted else 0)
     return (0 if para and not st.accepted else 1, n_train, item_seed(seed, st.row["id"]))
 
 
 def allocate(todo: list[SourceState], wants: dict[str, int], budget_left: int | None) -> dict[str, int]:
     """Candidates per source for one round. Without a budget, everyone gets what they want. With one,
-    para_eval sources still without a held-out rephrasing get all they want first (each is a
-    test_paraphrase item), then everyone else breadth-first: one more candidate per source per pass, in
+    sources still without a held-out rephrasing get all they want first (each is a test_paraphrase item or
+    a val_paraphrase row), then everyone else breadth-first: one more candidate per source per pass, in
     priority order, until the budget ends."""
     if budget_left is None:
         return wants
     alloc = dict.fromkeys(wants, 0)
     for st in todo:
-        if st.row["para_eval"] and not st.accepted:
+        if needs_heldout(st.row) and not st.accepted:
             sid = st.row["id"]
             alloc[sid] = min(wants[sid], budget_left)
             budget_left -= alloc[sid]
@@ -136,6 +153,19 @@ def choose_heldout(original: str, accepted: list[str]) -> int:
     return min(range(len(accepted)), key=lambda i: (closeness(i), i))
 
 
+def stage_inputs(rcfg) -> list[Path]:
+    """The files a rephrase config reads besides the split: its prompt, and the local model's manifest
+    or the shipped paraphrases. The rule (workflow/rules/rephrase.smk) and the manifest both use this."""
+    from rbiqa.rephrase.prompts import PROMPT_DIR
+
+    files = [repo_relative(PROMPT_DIR / f"rephrase_{rcfg.prompt_version}.txt")]
+    if rcfg.backend == "hf_local":
+        files.append(Path(str(rcfg.model_path)) / "manifest.json")
+    elif rcfg.backend == "shipped":
+        files.append(Path(str(rcfg.path)))
+    return files
+
+
 def repo_relative(path: Path) -> Path:
     """Manifests key files by repository-relative path (the working directory of every rule)."""
     try:
@@ -151,6 +181,15 @@ def variant_row(src: dict[str, Any], idx: int, question: str) -> dict[str, Any]:
     return row
 
 
+def heldout_row(src: dict[str, Any], question: str) -> dict[str, Any]:
+    """The held-out wording of a source: a test_paraphrase item (para_eval) or a val_paraphrase row."""
+    row = variant_row(src, -1, question)
+    suffix = "para" if src["para_eval"] else "valpara"
+    row.update(row_id=f"{src['id']}:{suffix}", original_question=src["question"])
+    del row["variant_idx"], row["trained_eval"]
+    return row
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     t_start, c_start = time.perf_counter(), time.process_time() + children_cpu_seconds()
     rcfg = cfg.rephrase
@@ -162,7 +201,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rows = rows[: int(rcfg.max_sources)]
     prompt = load_prompt(str(rcfg.prompt_version))
     filt = ParaphraseFilter(FilterConfig.from_config(OmegaConf.to_container(rcfg.filters, resolve=True)))
-    states = {r["id"]: SourceState(r, k + (1 if r["para_eval"] else 0)) for r in rows}
+    states = {r["id"]: SourceState(r, k + (1 if needs_heldout(r) else 0)) for r in rows}
 
     cache = ResultCache(P.REPHRASE_CACHE / str(rcfg.backend))
     backend = make_backend(rcfg, prompt, cache)
@@ -183,7 +222,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 left -= int(budget * float(rcfg.get("retry_reserve", 0.0)))
             alloc = allocate(todo, wants, left)
             reqs = [
-                GenRequest(s.row["id"], s.row["question"], alloc[s.row["id"]], attempt, temp, seed)
+                GenRequest(
+                    s.row["id"],
+                    s.row["question"],
+                    alloc[s.row["id"]],
+                    attempt,
+                    temp,
+                    seed,
+                    heldout=needs_heldout(s.row) and not any(a["heldout"] for a in s.accepted),
+                )
                 for s in todo
                 if alloc[s.row["id"]] > 0
             ]
@@ -206,7 +253,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     others = [a["question"] for a in st.accepted]
                     reasons = filt.check(cand, st.row["question"], st.row["answer"], others)
                     if not reasons and st.missing > 0:
-                        st.accepted.append({"question": cand, "attempt": attempt, "slot": slot})
+                        held = res.heldout_slot == slot
+                        st.accepted.append(
+                            {"question": cand, "attempt": attempt, "slot": slot, "heldout": held}
+                        )
                         n_acc += 1
                     else:
                         rejected.append(_reject(res.request, slot, raw, reasons or ["surplus"], None, cand))
@@ -220,20 +270,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cache_stats = cache.stats()
         cache.close()
 
-    train_rows, para_rows = [], []
+    train_rows, para_rows, val_para_rows = [], [], []
+    designated = 0
     for st in states.values():
         src, acc = st.row, [a["question"] for a in st.accepted]
         train_rows.append(variant_row(src, 0, src["question"]))
-        if src["para_eval"] and acc:
-            h = choose_heldout(src["question"], acc)
+        if needs_heldout(src) and acc:
+            flagged = [i for i, a in enumerate(st.accepted) if a["heldout"]]
+            designated += bool(flagged)
+            h = flagged[0] if flagged else choose_heldout(src["question"], acc)
             held = acc.pop(h)
-            para = variant_row(src, -1, held)
-            para.update(row_id=f"{src['id']}:para", original_question=src["question"])
-            del para["variant_idx"]
-            para_rows.append(para)
+            row = heldout_row(src, held)
+            (para_rows if src["para_eval"] else val_para_rows).append(row)
         train_rows += [variant_row(src, i, q) for i, q in enumerate(acc[:k], 1)]
 
     report = build_report(cfg, backend, prompt, states, rejected, rounds, cache_stats, k)
+    report["heldout"] = {
+        "test_paraphrase": len(para_rows),
+        "val_paraphrase": len(val_para_rows),
+        "designated_by_backend": designated,
+    }
     report["budget"] = {
         "max_candidates_total": budget,
         "candidates_used": used,
@@ -244,12 +300,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report["cpu_seconds"] = round(time.process_time() + children_cpu_seconds() - c_start, 2)
     write_jsonl(P.REPHRASE_TRAIN, train_rows)
     write_jsonl(P.REPHRASE_TEST_PARA, para_rows)
+    write_jsonl(P.REPHRASE_VAL_PARA, val_para_rows)
     write_jsonl(P.REPHRASE_REJECTED, rejected)
     write_json(P.REPHRASE_REPORT, report)
-    inputs = [P.SPLIT_TRAIN, P.stamp("rephrase"), repo_relative(prompt.path)]
-    if backend.name == "hf_local":
-        inputs.append(backend.model_path / "manifest.json")
-    outputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_REJECTED, P.REPHRASE_REPORT]
+    inputs = [P.SPLIT_TRAIN, P.stamp("rephrase"), *stage_inputs(rcfg)]
+    outputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.REPHRASE_REJECTED,
+               P.REPHRASE_REPORT]  # fmt: skip
     write_manifest(
         P.REPHRASE_MANIFEST,
         "rephrase",

@@ -16,6 +16,7 @@ SECTIONS = (
     "generalisation_gap",
     "seeds",
     "judge_agreement",
+    "reference_loss",
     "summary",
 )
 MANIFEST = P.METRICS / "manifest.json"

@@ -16,6 +16,7 @@ from rbiqa.stats.categories import category_accuracy, category_tests
 from rbiqa.stats.intervals import EmptySampleError, cluster_bootstrap_ci, wilson_ci
 from rbiqa.stats.paired import pair_items, paired_comparison
 from rbiqa.stats.power import paired_mdd, unpaired_mdd
+from rbiqa.stats.reference_loss import compute_reference_loss
 from rbiqa.stats.secondary import compute_forgetting, compute_gap, compute_hallucination, compute_seeds
 from rbiqa.stats.study import NO_JUDGED, StatsSettings, Study
 
@@ -159,7 +160,46 @@ def compute_power(study: Study, accuracy: dict, paired: dict) -> dict:
     return {"alpha": s.alpha, "power": s.power, "records": recs}
 
 
-def compute_summary(study: Study, accuracy: dict, paired: dict, agreement: dict) -> dict:
+def manipulation_check(study: Study, paired: dict, ref_loss: dict) -> dict:
+    """Did the main fine-tuned arm learn its training data? Its accuracy on the trained questions asked
+    verbatim against the base model's (paired): passed when the CI of the difference is above zero. The
+    judge-independent loss difference on the same items is set beside it."""
+    s = study.settings
+    e, main = s.manipulation_eval_set, study.main_arm
+    if main is None or e not in study.eval_sets or s.base_arm not in study.arms:
+        return {"available": False, "reason": f"needs the main arm, {s.base_arm} and {e}"}
+    rec = next(
+        (p for p in paired["records"] if (p["arm"], p["ref"], p["eval_set"]) == (main, s.base_arm, e)), None
+    )
+    if rec is None or rec.get("diff") is None:
+        return {"available": False, "reason": f"no paired judgments of {main} and {s.base_arm} on {e}"}
+    loss = next(
+        (
+            p
+            for p in ref_loss.get("paired", [])
+            if (p["arm"], p["ref"], p["eval_set"]) == (main, s.base_arm, e)
+        ),
+        None,
+    )
+    return {
+        "available": True,
+        "eval_set": e,
+        "arm": main,
+        "ref": s.base_arm,
+        "acc_arm": rec["acc_arm"],
+        "acc_ref": rec["acc_ref"],
+        "diff": rec["diff"],
+        "diff_lo": rec["diff_lo"],
+        "diff_hi": rec["diff_hi"],
+        "n_pairs": rec["n_pairs"],
+        "passed": rec["diff_lo"] > 0,
+        "loss_diff": loss["diff"] if loss else None,
+        "loss_diff_lo": loss["diff_lo"] if loss else None,
+        "loss_diff_hi": loss["diff_hi"] if loss else None,
+    }
+
+
+def compute_summary(study: Study, accuracy: dict, paired: dict, agreement: dict, ref_loss: dict) -> dict:
     s = study.settings
     main = study.main_arm
     counts = [
@@ -192,6 +232,7 @@ def compute_summary(study: Study, accuracy: dict, paired: dict, agreement: dict)
         "total_missing": int(sum(c["n_missing"] for c in counts)),
         "total_absent": int(sum(c["n_absent"] for c in counts)),
         "judge_agreement_available": bool(agreement.get("available")),
+        "manipulation_check": manipulation_check(study, paired, ref_loss),
         "judge_models": sorted(str(x) for x in study.results["judge_model"].dropna().unique()),
     }
 
@@ -204,9 +245,12 @@ def compute_all(
     eval_sets: Sequence[str] | None = None,
     finetuned: Sequence[str] = (),
     replicates: Mapping[str, Sequence[str]] | None = None,
+    reference_nll: pd.DataFrame | None = None,
+    reference_nll_sets: Sequence[str] = (),
 ) -> dict[str, dict]:
     """Every section; `finetuned` names the fine-tuned arms and `replicates` the seed-replicate groups
-    (both from rbiqa.study: arm.kind and arm.replicate_of)."""
+    (both from rbiqa.study: arm.kind and arm.replicate_of); `reference_nll` is the long table of the
+    teacher-forced reference losses (rbiqa.stats.reference_loss) of `reference_nll_sets`."""
     study = Study(
         results,
         settings,
@@ -217,6 +261,9 @@ def compute_all(
     )
     accuracy = compute_accuracy(study)
     paired = compute_paired(study)
+    ref_loss = compute_reference_loss(
+        study, reference_nll if reference_nll is not None else pd.DataFrame(), reference_nll_sets
+    )
     return {
         "accuracy": accuracy,
         "paired": paired,
@@ -227,5 +274,6 @@ def compute_all(
         "generalisation_gap": compute_gap(study),
         "seeds": compute_seeds(study, accuracy),
         "judge_agreement": agreement,
-        "summary": compute_summary(study, accuracy, paired, agreement),
+        "reference_loss": ref_loss,
+        "summary": compute_summary(study, accuracy, paired, agreement, ref_loss),
     }

@@ -14,6 +14,7 @@ from rbiqa.stats.agreement import read_agreement
 from rbiqa.stats.files import MANIFEST, all_metric_paths, metric_path
 from rbiqa.stats.load import load_results
 from rbiqa.stats.metrics import StatsSettings, compute_all
+from rbiqa.stats.reference_loss import load_reference_nll
 from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,24 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     agreement = read_agreement(P.JUDGE_AGREEMENT, settings.judge_agreement_block)
     if not agreement["available"]:
         log.warning("judge agreement unavailable: %s", agreement["reason"])
+    nll_sets = [e for e in (cfg.generate.get("reference_loss_sets") or []) if e in eval_sets]
     metrics = compute_all(
-        results, settings, agreement, arms, eval_sets, study.ft_arms, study.replicate_groups()
+        results,
+        settings,
+        agreement,
+        arms,
+        eval_sets,
+        study.ft_arms,
+        study.replicate_groups(),
+        load_reference_nll(arms, nll_sets),
+        nll_sets,
     )
     for section, obj in metrics.items():
         write_json(metric_path(section), obj)
     inputs = [P.stamp("stats"), P.JUDGE_AGREEMENT]
     inputs += [P.eval_set_path(e) for e in eval_sets]
     inputs += [P.judgments(a, e) for a in arms for e in eval_sets]
+    inputs += [P.generations(a, e) for a in arms for e in nll_sets]
     counts = metrics["summary"]
     write_manifest(
         MANIFEST,

@@ -34,6 +34,7 @@ class StatsSettings:
     references: tuple[str, ...] = ("base", "base_rag", "base_fewshot")
     extra_pairs: tuple[tuple[str, str], ...] = (("ft_k3", "ft_k0"),)
     headline_eval_set: str = "test_unseen"
+    manipulation_eval_set: str = "test_trained"
     category_groupings: tuple[str, ...] = ("regulation_area", "category", "difficulty")
     category_eval_sets: tuple[str, ...] = ("test_paraphrase", "test_unseen")
     category_min_n: int = 10
@@ -58,6 +59,7 @@ class StatsSettings:
             references=tuple(stats_cfg.get("references", cls.references)),
             extra_pairs=tuple(tuple(p) for p in stats_cfg.get("extra_pairs", cls.extra_pairs)),
             headline_eval_set=str(stats_cfg.get("headline_eval_set", cls.headline_eval_set)),
+            manipulation_eval_set=str(stats_cfg.get("manipulation_eval_set", cls.manipulation_eval_set)),
             category_groupings=tuple(c.get("groupings", cls.category_groupings)),
             category_eval_sets=tuple(c.get("eval_sets", cls.category_eval_sets)),
             category_min_n=int(c.get("min_n", cls.category_min_n)),

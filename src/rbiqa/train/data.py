@@ -16,7 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rbiqa.completion import prompt_completion_pairs, tokenize
 from rbiqa.io import InputError, iter_jsonl
+
+__all__ = ["TrainRow", "build_datasets", "load_rows", "select_variants", "to_prompt_completion", "tokenize"]
 
 log = logging.getLogger(__name__)
 
@@ -109,65 +112,25 @@ def messages(row: TrainRow, system_prompt: str | None) -> list[dict[str, str]]:
     return [*msgs, {"role": "user", "content": row.question}]
 
 
-def end_of_turn(tokenizer) -> str:
-    """The token the chat template closes an assistant turn with, checked against the template itself."""
-    eot = tokenizer.eos_token
-    probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ANSWER-PROBE"}]
-    rendered = tokenizer.apply_chat_template(probe, tokenize=False)
-    if f"ANSWER-PROBE{eot}" not in rendered:
-        raise InputError(
-            f"the chat template does not close the assistant turn with eos {eot!r}: {rendered!r}; "
-            "completion-only training would not teach the model to stop"
-        )
-    return eot
-
-
 def to_prompt_completion(rows: list[TrainRow], tokenizer, system_prompt: str | None) -> list[dict[str, Any]]:
-    eot = end_of_turn(tokenizer)
-    bos = tokenizer.bos_token
-    # A tokenizer that prepends BOS to plain text would double a BOS the template already renders.
-    adds_bos = (
-        bos is not None
-        and tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]
+    pairs = prompt_completion_pairs(
+        tokenizer, [messages(r, system_prompt) for r in rows], [r.answer for r in rows]
     )
-    out = []
-    for r in rows:
-        prompt = tokenizer.apply_chat_template(
-            messages(r, system_prompt), tokenize=False, add_generation_prompt=True
-        )
-        if adds_bos and prompt.startswith(bos):
-            prompt = prompt[len(bos) :]
-        out.append({"prompt": prompt, "completion": r.answer.strip() + eot, "row_id": r.row_id})
-    return out
+    return [p | {"row_id": r.row_id} for p, r in zip(pairs, rows, strict=True)]
 
 
-def tokenize(pairs: list[dict[str, Any]], tokenizer, max_len: int) -> tuple[list[dict[str, Any]], int]:
-    """Token ids plus a completion mask, truncated to max_len (keep the start).
-
-    Tokenizing here rather than in TRL lets padding-free batches (where TRL enforces no max_length)
-    respect max_seq_len too. TRL turns `completion_mask` into labels (-100 on the prompt). Returns
-    the rows and how many were truncated; rows left with no completion token are dropped.
-    """
-    out, n_truncated = [], 0
-    for p in pairs:
-        prompt_ids = tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]
-        ids = tokenizer(p["prompt"] + p["completion"], add_special_tokens=False)["input_ids"]
-        # the completion starts where the two tokenizations diverge (tokens can merge across the seam)
-        n_prompt = next(
-            (i for i, (a, b) in enumerate(zip(prompt_ids, ids, strict=False)) if a != b),
-            min(len(prompt_ids), len(ids)),
-        )
-        mask = [0] * n_prompt + [1] * (len(ids) - n_prompt)
-        if len(ids) > max_len:
-            n_truncated += 1
-            ids, mask = ids[:max_len], mask[:max_len]
-        if 1 in mask:
-            out.append({"input_ids": ids, "completion_mask": mask, "row_id": p["row_id"]})
-    return out, n_truncated
+def epochs_for(t, n_rows: int, n_sources: int) -> float | None:
+    """Passes over the arm's rows: num_train_epochs as set, or exposures_per_fact x sources / rows, so
+    that arms with 1 or 1+k wordings per fact train the same steps and see each fact equally often."""
+    if t.exposures_per_fact is None:
+        return t.num_train_epochs
+    return t.exposures_per_fact * n_sources / n_rows
 
 
-def build_datasets(run, tokenizer, train_path: Path, val_path: Path):
-    """(train Dataset, eval Dataset, counts) for one arm."""
+def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path]):
+    """(train Dataset, {eval set name: Dataset}, counts) for one arm. `val_paths` are the eval-loss sets:
+    val_paraphrase (held-out wordings of trained facts: the selection set) and val_unseen (unseen facts:
+    a curve only)."""
     from datasets import Dataset
 
     t = run.train
@@ -178,35 +141,44 @@ def build_datasets(run, tokenizer, train_path: Path, val_path: Path):
         # a seeded subsample, kept in the arm's order (curriculum or file order)
         keep = set(random.Random(run.train_seed).sample(range(len(rows)), t.max_train_rows))
         rows = [r for i, r in enumerate(rows) if i in keep]
-    val_rows = eval_subset(load_rows(val_path), t.max_eval_rows, run.seed)
     train_tok, train_cut = tokenize(
         to_prompt_completion(rows, tokenizer, run.system_prompt), tokenizer, t.max_seq_len
     )
-    val_tok, val_cut = tokenize(
-        to_prompt_completion(val_rows, tokenizer, run.system_prompt), tokenizer, t.max_seq_len
-    )
+    evals, eval_counts = {}, {}
+    for name, path in val_paths.items():
+        val_rows = eval_subset(load_rows(path), t.max_eval_rows, run.seed)
+        tok, cut = tokenize(
+            to_prompt_completion(val_rows, tokenizer, run.system_prompt), tokenizer, t.max_seq_len
+        )
+        if not tok:
+            raise InputError(f"no {name} rows to evaluate on after tokenization ({path})")
+        evals[name] = Dataset.from_list(tok)
+        eval_counts[name] = {"rows": len(tok), "rows_truncated": cut}
+    n_sources = len({r.source_id for r in rows})
     counts = {
         "train_rows": len(train_tok),
-        "train_sources": len({r.source_id for r in rows}),
+        "train_sources": n_sources,
         "train_tokens_per_epoch": sum(len(r["input_ids"]) for r in train_tok),
         "train_completion_tokens_per_epoch": sum(sum(r["completion_mask"]) for r in train_tok),
         "train_rows_truncated": train_cut,
-        "eval_rows": len(val_tok),
-        "eval_rows_truncated": val_cut,
+        "num_train_epochs": epochs_for(t, len(train_tok), n_sources) if train_tok else None,
+        "exposures_per_fact": t.exposures_per_fact,
+        "eval": eval_counts,
         "variants": sorted({r.variant_idx for r in rows}),
         "n_rephrasings": run.n_rephrasings,
         "rephrasings_per_source": rephrasings_per_source(rows),
     }
     log.info(
-        "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); eval rows %d",
+        "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); %s epochs; eval rows %s",
         counts["train_rows"],
         counts["train_sources"],
         counts["variants"],
         counts["train_tokens_per_epoch"],
         train_cut,
         t.max_seq_len,
-        counts["eval_rows"],
+        counts["num_train_epochs"],
+        {k: v["rows"] for k, v in eval_counts.items()},
     )
-    if not train_tok or not val_tok:
-        raise InputError(f"nothing to train on or evaluate after tokenization: {counts}")
-    return Dataset.from_list(train_tok), Dataset.from_list(val_tok), counts
+    if not train_tok:
+        raise InputError(f"nothing to train on after tokenization: {counts}")
+    return Dataset.from_list(train_tok), evals, counts

@@ -27,6 +27,7 @@ class Runtime:
     attn_implementation: str
     use_liger_kernel: bool
     loss_head: str  # fused | full | completion (rbiqa.train.trainer)
+    padding_free: bool  # one flattened row per batch; else padded rows grouped by length
     weights: str  # 4bit (bitsandbytes NF4 storage) | roundtrip (NF4 values in float32) | none
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def resolve_runtime(t: TrainSettings) -> Runtime:
         attn_implementation=attn,
         use_liger_kernel=liger,
         loss_head=t.loss_head[device],
+        padding_free=t.padding_free[device],
         weights="none" if not t.quant.load_in_4bit else ("4bit" if device == "cuda" else t.cpu_weights),
     )
 

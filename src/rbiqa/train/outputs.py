@@ -12,7 +12,16 @@ from typing import Any
 
 from rbiqa.io import atomic_write
 
-LOG_COLUMNS = ("step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s")
+# eval_paraphrase_loss: held-out wordings of trained facts (selection); eval_unseen_loss: unseen facts
+LOG_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "eval_paraphrase_loss",
+    "eval_unseen_loss",
+    "learning_rate",
+    "tokens_per_s",
+)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 
@@ -64,15 +73,20 @@ def save_adapter(model, out_dir: Path) -> list[Path]:
     return paths
 
 
-def loss_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def loss_summary(rows: list[dict[str, Any]], threads: int = 1) -> dict[str, Any]:
     train = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
-    evals = [r["eval_loss"] for r in rows if r.get("eval_loss") is not None]
+    para = [r["eval_paraphrase_loss"] for r in rows if r.get("eval_paraphrase_loss") is not None]
+    unseen = [r["eval_unseen_loss"] for r in rows if r.get("eval_unseen_loss") is not None]
     tps = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") is not None]
     return {
         "first_train_loss": train[0] if train else None,
         "last_train_loss": train[-1] if train else None,
-        "first_eval_loss": evals[0] if evals else None,
-        "final_eval_loss": evals[-1] if evals else None,
-        "n_evals": len(evals),
+        "first_eval_paraphrase_loss": para[0] if para else None,
+        "final_eval_paraphrase_loss": para[-1] if para else None,
+        "first_eval_unseen_loss": unseen[0] if unseen else None,
+        "final_eval_unseen_loss": unseen[-1] if unseen else None,
+        "n_evals": len(para),
+        # training steps only (evaluation and checkpointing excluded): prompt + answer tokens per second
         "mean_tokens_per_s": sum(tps) / len(tps) if tps else None,
+        "mean_tokens_per_s_per_thread": sum(tps) / len(tps) / threads if tps else None,
     }

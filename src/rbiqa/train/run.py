@@ -32,7 +32,7 @@ class Job:
     """Where one training job reads and writes."""
 
     train_path: Path
-    val_path: Path
+    val_paths: dict[str, Path]  # eval-loss sets by rbiqa.train.trainer.EVAL_SETS name
     adapter_dir: Path
     checkpoint_dir: Path
     fingerprint: str = ""
@@ -88,7 +88,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
     from rbiqa.train.data import build_datasets
     from rbiqa.train.model import load_base, resolve_runtime
     from rbiqa.train.outputs import loss_summary, peak_memory, save_adapter, write_trainer_log
-    from rbiqa.train.trainer import build_trainer, planned_steps
+    from rbiqa.train.trainer import SELECTION_METRIC, build_trainer, planned_steps
 
     t0 = time.perf_counter()
     t = run.train
@@ -99,12 +99,22 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     set_seed(run.train_seed)
     tokenizer = load_tokenizer(run.model_path, padding_side="right")
-    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_path)
+    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_paths)
+    epochs = counts["num_train_epochs"]
     resume = resume_point(job, run)
     log.info("loading %s (4-bit: %s)", run.model_path, t.quant.load_in_4bit)
     model = load_base(run.model_path, run.model_dtype, t, rt)
     trainer, recorder = build_trainer(
-        run, rt, model, tokenizer, train_ds, eval_ds, job.checkpoint_dir, job.extra_callbacks, job.progress
+        run,
+        rt,
+        model,
+        tokenizer,
+        train_ds,
+        eval_ds,
+        job.checkpoint_dir,
+        job.extra_callbacks,
+        job.progress,
+        epochs,
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info(
@@ -112,7 +122,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         trainable,
         total,
         100 * trainable / total,
-        planned_steps(run, len(train_ds)),
+        planned_steps(run, len(train_ds), epochs),
     )
     t_train = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -139,14 +149,24 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         "epochs": state.epoch,
         "stopped_early": state.global_step < state.max_steps,
         "resumed_from": resume,
-        "best_eval_loss": state.best_metric,
-        "best_checkpoint_step": _step_of(state.best_model_checkpoint),
+        # which weights were shipped, and why (rbiqa.train.trainer: never selected on unseen facts)
+        "selection": {
+            "rule": t.selection,
+            "metric": SELECTION_METRIC if t.selection == "val_paraphrase" else None,
+            "shipped_step": (
+                _step_of(state.best_model_checkpoint)
+                if t.selection == "val_paraphrase" and state.best_model_checkpoint
+                else state.global_step
+            ),
+            "best_metric": state.best_metric,
+        },
+        "best_eval_paraphrase_loss": state.best_metric,
         "train_loss_mean": result.training_loss,
         # TRL's count of tokens trained on in this process (prompt + completion, no padding)
         "total_tokens": int(getattr(trainer, "_total_train_tokens", 0) or _tokens(recorder.rows)),
         "train_wall_s": round(train_wall, 2),
         "wall_s": round(time.perf_counter() - t0, 2),
-        **loss_summary(recorder.rows),
+        **loss_summary(recorder.rows, torch.get_num_threads()),
         **peak_memory(rt.device),
         "adapter_sha256": sha256_path(out["adapter"]),
     }
@@ -170,11 +190,12 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
     inputs = {
         "train": sha256_path(P.CLEAN_TRAIN) if P.CLEAN_TRAIN.exists() else None,
         "val": sha256_path(P.CLEAN_VAL) if P.CLEAN_VAL.exists() else None,
+        "val_paraphrase": sha256_path(P.CLEAN_VAL_PARA) if P.CLEAN_VAL_PARA.exists() else None,
     }
     sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
     return Job(
         train_path=P.CLEAN_TRAIN,
-        val_path=P.CLEAN_VAL,
+        val_paths={"paraphrase": P.CLEAN_VAL_PARA, "unseen": P.CLEAN_VAL},
         adapter_dir=P.adapter_dir(run.arm),
         checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
         fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
@@ -191,7 +212,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         out["manifest"],
         "train",
         to_container(cfg),
-        inputs=[P.stamp("train", run.arm), job.train_path, job.val_path, model_manifest],
+        inputs=[P.stamp("train", run.arm), job.train_path, *job.val_paths.values(), model_manifest],
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],
         extra={
             k: summary[k]
@@ -204,13 +225,17 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
                 "train_wall_s",
                 "total_tokens",
                 "global_step",
-                "best_eval_loss",
+                "best_eval_paraphrase_loss",
+                "selection",
                 "device",
                 "runtime",
             )
         }
         | {k: summary[k] for k in ("peak_cuda_allocated_bytes",) if k in summary}
-        | {"rephrasings_per_source": summary["data"]["rephrasings_per_source"]},
+        | {
+            "rephrasings_per_source": summary["data"]["rephrasings_per_source"],
+            "num_train_epochs": summary["data"]["num_train_epochs"],
+        },
     )
     log.info(
         "adapter for %s in %s: %s",
@@ -219,7 +244,13 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         json.dumps(
             {
                 k: summary[k]
-                for k in ("global_step", "first_train_loss", "last_train_loss", "best_eval_loss", "wall_s")
+                for k in (
+                    "global_step",
+                    "first_train_loss",
+                    "last_train_loss",
+                    "best_eval_paraphrase_loss",
+                    "wall_s",
+                )
             }
         ),
     )

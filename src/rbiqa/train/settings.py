@@ -65,7 +65,8 @@ class TrainSettings(_Strict):
     warmup_ratio: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     max_grad_norm: float = Field(gt=0)
-    num_train_epochs: float = Field(gt=0)
+    num_train_epochs: float | None = Field(default=None, gt=0)
+    exposures_per_fact: float | None = Field(default=None, gt=0)
     max_steps: int = -1
     per_device_train_batch_size: int = Field(gt=0)
     gradient_accumulation_steps: int = Field(gt=0)
@@ -77,20 +78,28 @@ class TrainSettings(_Strict):
     loss_head: dict[Literal["cpu", "cuda"], Literal["fused", "full", "completion"]]
     cpu_weights: Literal["4bit", "roundtrip"] = "4bit"
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"]
-    padding_free: bool
+    padding_free: dict[Literal["cpu", "cuda"], bool]
     packing: bool
     packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
     use_liger_kernel: Literal["auto", "never"]
     max_train_rows: int | None = Field(default=None, gt=0)
     max_eval_rows: int | None = Field(default=None, gt=0)
-    eval_steps: int = Field(gt=0)
+    eval_steps: float = Field(gt=0)  # optimizer steps between evals (and checkpoints); < 1: a share of them
     logging_steps: int = Field(gt=0)
+    selection: Literal["val_paraphrase", "final"] = "val_paraphrase"
     early_stopping_patience: int = Field(ge=0)
     early_stopping_threshold: float = Field(ge=0)
     save_total_limit: int = Field(ge=1)
     keep_checkpoints: bool
     resume: bool
     export: ExportSettings
+
+    @field_validator("eval_steps")
+    @classmethod
+    def _eval_steps(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("must be a whole number of steps, or a share of the training below 1")
+        return int(v) if v >= 1 else v
 
     @field_validator("max_steps")
     @classmethod
@@ -101,14 +110,23 @@ class TrainSettings(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSettings:
+        if self.max_steps == -1 and (self.num_train_epochs is None) == (self.exposures_per_fact is None):
+            raise ValueError(
+                "set exactly one of num_train_epochs (passes over the arm's rows) and exposures_per_fact "
+                "(times each source fact is trained on, in any of its wordings: compute-matched arms), or "
+                "a positive max_steps"
+            )
+        if self.early_stopping_patience and self.selection != "val_paraphrase":
+            raise ValueError("early stopping needs selection=val_paraphrase (the loss it stops on)")
         if self.packing and self.curriculum:
             raise ValueError(
                 "packing=true reorders rows into bins (best-fit decreasing), which destroys the curriculum "
                 "order; use padding_free=true (same throughput benefit, order kept) with curriculum=true"
             )
-        if self.packing and not self.padding_free:
+        if self.packing and not all(self.padding_free.values()):
             raise ValueError(
-                "packing=true needs padding_free=true: packed rows are only kept apart by per-row position_ids"
+                "packing=true needs padding_free=true on every device: packed rows are only kept apart by "
+                "per-row position_ids"
             )
         return self
 

@@ -1,10 +1,12 @@
 """TRL SFTTrainer wiring: the SFTConfig built from the settings, and a callback that records the log.
 
-Loss is on the completion only (answer + end-of-turn; see rbiqa.train.data). Batches are padding-free:
-each micro-batch is one flattened row whose per-example position_ids restart at 0. With flash-attention
-the kernels use those boundaries directly; with sdpa/eager (CPU) transformers turns them into a
-block-diagonal mask, so examples never attend to each other (tests/unit/test_train_data.py checks this).
-Curriculum arms use the Trainer's documented `train_sampling_strategy="sequential"`.
+Loss is on the completion only (answer + end-of-turn; see rbiqa.completion). Batches are padding-free
+where `train.padding_free` says so for the device (CUDA): each micro-batch is one flattened row whose
+per-example position_ids restart at 0. With flash-attention the kernels use those boundaries directly;
+with sdpa/eager transformers turns them into a block-diagonal mask, so examples never attend to each
+other (tests/unit/test_train_data.py checks this). Elsewhere (CPU) rows are padded, and rows of similar
+length share a batch (`train_sampling_strategy="group_by_length"`). Curriculum arms use the Trainer's
+documented `train_sampling_strategy="sequential"`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from rbiqa.train.model import Runtime
 from rbiqa.train.settings import RunSettings
 
 log = logging.getLogger(__name__)
+
+# The eval-loss sets of a training job (rbiqa.train.data.build_datasets): held-out wordings of trained
+# facts, which select the checkpoint and stop training, and unseen facts, which are only recorded.
+EVAL_SETS = ("paraphrase", "unseen")
+SELECTION_METRIC = "eval_paraphrase_loss"
 
 
 class LogRecorder(TrainerCallback):
@@ -61,8 +68,9 @@ class LogRecorder(TrainerCallback):
                 row["tokens_per_s"] = (tokens - self._last_tokens) / self._step_time
             row["num_tokens"] = tokens
             self._last_tokens, self._step_time = tokens, 0.0
-        if "eval_loss" in logs:
-            row["eval_loss"] = logs["eval_loss"]
+        for name in EVAL_SETS:
+            if f"eval_{name}_loss" in logs:
+                row[f"eval_{name}_loss"] = logs[f"eval_{name}_loss"]
         if len(row) > 2:
             self.rows.append(row)
             shown = ", ".join(
@@ -145,13 +153,15 @@ def completion_loss(model, inputs: dict[str, Any], num_items_in_batch=None, retu
     return (loss, outputs) if return_outputs else loss
 
 
-def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, progress: bool = True):
+def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, epochs: float | None, progress: bool = True):
     from trl import SFTConfig
 
     t = run.train
     # TRL enforces no max_length with padding-free batches that are not packed; the rows are then
     # already truncated to max_seq_len by rbiqa.train.data.tokenize.
-    max_length = t.max_seq_len if (t.packing or not t.padding_free) else None
+    max_length = t.max_seq_len if (t.packing or not rt.padding_free) else None
+    # padded batches: rows of similar length share a batch (LengthGroupedSampler), so little is padded
+    sampling = "sequential" if t.curriculum else "random" if rt.padding_free else "group_by_length"
     return SFTConfig(
         output_dir=str(output_dir),
         seed=run.train_seed,
@@ -165,7 +175,7 @@ def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, progress: bool =
         warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the total steps in transformers 5
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        num_train_epochs=t.num_train_epochs,
+        num_train_epochs=epochs if epochs is not None else 1.0,  # ignored while max_steps > 0
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -174,18 +184,20 @@ def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, progress: bool =
         gradient_checkpointing_kwargs={"use_reentrant": False} if rt.gradient_checkpointing else None,
         use_liger_kernel=rt.use_liger_kernel,
         completion_only_loss=True,
-        padding_free=t.padding_free,
+        padding_free=rt.padding_free,
         packing=t.packing,
         packing_strategy=t.packing_strategy,
         max_length=max_length,
-        train_sampling_strategy="sequential" if t.curriculum else "random",
+        train_sampling_strategy=sampling,
         eval_strategy="steps",
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.eval_steps,  # load_best_model_at_end needs a checkpoint at every evaluation
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
+        # the shipped weights: the checkpoint with the lowest loss on held-out wordings of trained facts,
+        # or the final ones; never selected on unseen facts (that picks the checkpoint that learned least)
+        load_best_model_at_end=t.selection == "val_paraphrase",
+        metric_for_best_model=SELECTION_METRIC,
         greater_is_better=False,
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -205,8 +217,10 @@ def build_trainer(
     output_dir: Path,
     extra_callbacks: list | None = None,
     progress: bool = True,
+    epochs: float | None = None,
 ):
-    """(RbiqaSFTTrainer, LogRecorder). The trainer wraps `model` with the LoRA adapter."""
+    """(RbiqaSFTTrainer, LogRecorder). The trainer wraps `model` with the LoRA adapter. `eval_ds` maps
+    EVAL_SETS names to datasets; `epochs` is the arm's passes over its rows (rbiqa.train.data.epochs_for)."""
     from rbiqa.train.model import adapter_dtype, cast_trainable, lora_config
 
     recorder = LogRecorder()
@@ -221,7 +235,7 @@ def build_trainer(
     trainer = RbiqaSFTTrainer(
         model=model,
         loss_head=rt.loss_head,
-        args=sft_config(run, rt, output_dir, progress=progress),
+        args=sft_config(run, rt, output_dir, epochs, progress=progress),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
@@ -232,9 +246,9 @@ def build_trainer(
     return trainer, recorder
 
 
-def planned_steps(run: RunSettings, n_rows: int) -> int:
+def planned_steps(run: RunSettings, n_rows: int, epochs: float | None) -> int:
     t = run.train
     if t.max_steps > 0:
         return t.max_steps
     per_epoch = math.ceil(n_rows / t.per_device_train_batch_size / t.gradient_accumulation_steps)
-    return max(1, math.ceil(per_epoch * t.num_train_epochs))
+    return max(1, math.ceil(per_epoch * (epochs or 1.0)))

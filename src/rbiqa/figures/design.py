@@ -1,0 +1,79 @@
+"""What the run actually did, for the paper's data and method sections: the trained facts and any
+subsampling, where the rephrasings came from, how the main arm was trained and which weights it shipped.
+
+Read from the manifests and reports the stages wrote (never from the config the report was built
+with), so the sentences describe the artefacts behind the numbers. A value a manifest does not record
+is None, and its macro prints "n/a".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rbiqa import paths as P
+from rbiqa.figures.data import read_manifest
+
+# how the rephrase backends are named in the text
+BACKEND_WORDS = {
+    "shipped": "paraphrases written by hand for this project and shipped with the corpus",
+    "hf_local": "a local language model",
+    "gemini": "Gemini",
+    "openai_compatible": "a model behind an OpenAI-compatible API",
+}
+WEIGHT_WORDS = {
+    "4bit": "4-bit NF4 weights (bitsandbytes)",
+    "roundtrip": "the NF4-quantised base weights held in float32 (the same values as 4-bit storage, "
+    "without dequantising at every matrix product)",
+    "none": "unquantised weights",
+}
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def study_design(main_arm: str | None, root: Path = Path(".")) -> dict[str, Any]:
+    raw = read_manifest(root / P.RAW_REPORT) or {}
+    split = read_manifest(root / P.SPLIT_REPORT) or {}
+    reph = read_manifest(root / P.REPHRASE_MANIFEST) or {}
+    reph_report = read_manifest(root / P.REPHRASE_REPORT) or {}
+    clean = read_manifest(root / P.CLEAN_REPORT) or {}
+    summary = read_manifest(root / P.adapter_dir(main_arm) / "train_summary.json") if main_arm else None
+    manifest = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json") if main_arm else None
+    summary, manifest = summary or {}, manifest or {}
+    backend = _get(reph, "extra", "backend")
+    train_cfg = _get(manifest, "config", "train") or {}
+    probes = {
+        name: (_get(raw, "sets", name, "valid"), _get(raw, "sets", name, "subsampled_to"))
+        for name in ("unanswerable", "general")
+    }
+    return {
+        "probes_written": {k: v[0] for k, v in probes.items()},
+        "probes_subsampled": {k: v[1] for k, v in probes.items() if v[1] is not None},
+        "trained_sources": _get(split, "counts", "train"),
+        "unused_sources": _get(split, "counts", "unused"),
+        "max_train_sources": split.get("max_train_sources"),
+        "val_paraphrase_rows": _get(clean, "splits", "val_paraphrase", "out"),
+        "rephrase_backend": backend,
+        "rephrase_source": BACKEND_WORDS.get(backend, backend),
+        "rephrase_model": _get(reph, "extra", "model_id"),
+        "rephrasings_accepted": _get(reph_report, "candidates", "accepted"),
+        "rephrasings_generated": _get(reph_report, "candidates", "generated"),
+        "main_train_sources": _get(summary, "data", "train_sources"),
+        "main_train_rows": _get(summary, "data", "train_rows"),
+        "exposures_per_fact": train_cfg.get("exposures_per_fact"),
+        "epochs": _get(summary, "data", "num_train_epochs"),
+        "steps": summary.get("global_step"),
+        "learning_rate": train_cfg.get("learning_rate"),
+        "selection": _get(summary, "selection", "rule"),
+        "shipped_step": _get(summary, "selection", "shipped_step"),
+        "weights": _get(summary, "runtime", "weights"),
+        "weights_words": WEIGHT_WORDS.get(_get(summary, "runtime", "weights")),
+        "tokens_per_s": summary.get("mean_tokens_per_s"),
+        "device": summary.get("device"),
+    }
