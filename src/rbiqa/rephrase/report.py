@@ -6,6 +6,13 @@ from collections import Counter
 from typing import Any
 
 
+def prompt_identity(backend, prompt) -> dict[str, Any]:
+    """The prompt that produced the candidates (none for the shipped paraphrases)."""
+    if backend.name == "shipped":
+        return {"prompt_version": None, "prompt_sha256": None}
+    return {"prompt_version": prompt.version, "prompt_sha256": prompt.sha256}
+
+
 def build_report(cfg, backend, prompt, states, rejected, rounds, cache_stats, k) -> dict[str, Any]:
     reasons = Counter(r for row in rejected for r in row["reasons"])
     primary = Counter(row["reasons"][0] for row in rejected)
@@ -32,8 +39,7 @@ def build_report(cfg, backend, prompt, states, rejected, rounds, cache_stats, k)
     n_acc = sum(r["accepted"] for r in rounds)
     return {
         **backend.describe(),
-        "prompt_version": prompt.version,
-        "prompt_sha256": prompt.sha256,
+        **prompt_identity(backend, prompt),
         "k": k,
         "seed": int(cfg.seed),
         "sources": n_sources,

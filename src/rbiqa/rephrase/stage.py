@@ -33,7 +33,7 @@ from rbiqa.rephrase import text as T
 from rbiqa.rephrase.backends import GenRequest, item_seed, make_backend, n_candidates
 from rbiqa.rephrase.filters import FilterConfig, ParaphraseFilter, extract_candidate
 from rbiqa.rephrase.prompts import load_prompt
-from rbiqa.rephrase.report import build_report
+from rbiqa.rephrase.report import build_report, prompt_identity
 from rbiqa.schemas import QARecord
 
 log = logging.getLogger(__name__)
@@ -158,11 +158,11 @@ def stage_inputs(rcfg) -> list[Path]:
     or the shipped paraphrases. The rule (workflow/rules/rephrase.smk) and the manifest both use this."""
     from rbiqa.rephrase.prompts import PROMPT_DIR
 
+    if rcfg.backend == "shipped":  # served as written: no prompt is involved
+        return [Path(str(rcfg.path))]
     files = [repo_relative(PROMPT_DIR / f"rephrase_{rcfg.prompt_version}.txt")]
     if rcfg.backend == "hf_local":
         files.append(Path(str(rcfg.model_path)) / "manifest.json")
-    elif rcfg.backend == "shipped":
-        files.append(Path(str(rcfg.path)))
     return files
 
 
@@ -314,8 +314,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         outputs,
         {
             **backend.describe(),
-            "prompt_version": prompt.version,
-            "prompt_sha256": prompt.sha256,
+            **prompt_identity(backend, prompt),
             "temperature": float(rcfg.temperature),
             "temperatures": [r["temperature"] for r in rounds],
             "k": k,

@@ -77,6 +77,7 @@ class TrainSettings(_Strict):
     gradient_checkpointing: dict[Literal["cpu", "cuda"], bool]
     loss_head: dict[Literal["cpu", "cuda"], Literal["fused", "full", "completion"]]
     cpu_weights: Literal["4bit", "roundtrip"] = "4bit"
+    torch_compile: bool = False
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"]
     padding_free: dict[Literal["cpu", "cuda"], bool]
     packing: bool

@@ -183,6 +183,7 @@ def sft_config(run: RunSettings, rt: Runtime, output_dir: Path, epochs: float | 
         gradient_checkpointing=rt.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if rt.gradient_checkpointing else None,
         use_liger_kernel=rt.use_liger_kernel,
+        torch_compile=t.torch_compile,
         completion_only_loss=True,
         padding_free=rt.padding_free,
         packing=t.packing,
