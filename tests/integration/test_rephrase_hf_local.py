@@ -79,7 +79,7 @@ def test_stage_hf_local_and_zero_call_rerun(tmp_path, monkeypatch):
         for i, q in enumerate(QUESTIONS)
     ]
     write_jsonl(P.SPLIT_TRAIN, rows)
-    overrides = [f"rephrase.model_path={MODEL}", "rephrase.k=1", "rephrase.max_attempts=2", "rephrase.threads=1",
+    overrides = ["rephrase=hf_local", f"rephrase.model_path={MODEL}", "rephrase.k=1", "rephrase.max_attempts=2", "rephrase.threads=1",
                  "rephrase.batch_size=4", "rephrase.max_new_tokens=24", "rephrase.max_candidates_total=6"]  # fmt: skip
     first = run(compose(overrides))
     assert first["calls"]["model_calls"] == first["budget"]["candidates_used"] > 0

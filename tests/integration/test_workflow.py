@@ -57,8 +57,10 @@ def test_data_stages_run_for_real(tmp_path):
     assert report["leakage"]["shared_source_ids_total"] == 0
     raw = read_json(ws / "data/raw/download_report.json")
     assert raw["sets"]["qa"]["valid"] >= 300 and raw["sets"]["qa"]["quarantined"] == 0
-    n = sum(report["counts"][s] for s in ("train", "val", "test_unseen"))
-    assert n == raw["sets"]["qa"]["valid"]
+    n = sum(report["counts"][s] for s in ("train", "val", "test_unseen", "unused"))
+    assert n == raw["sets"]["qa"]["valid"]  # every source is in a split or listed as unused
+    assert len(report["unused_source_ids"]) == report["counts"]["unused"]
+    assert report["counts"]["train"] == 64  # split.max_train_sources
     assert len(read_jsonl(ws / "data/interim/split/test_paraphrase_sources.jsonl")) > 0
     model = read_json(ws / "data/models/smollm2_135m/manifest.json")
     assert (

@@ -71,6 +71,16 @@ MODEL_NAME = CFG.model.name
 MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
 
 
+# Longest generate jobs first, so that the last one does not run alone on an idle box: retrieval and
+# few-shot prompts are the longest, measured (benchmarks/results/e2e_default.md) at about 1.7x a plain
+# prompt's time per answer. Training (priority 10) still goes before all of them.
+GENERATE_PRIORITY = {"rag": 3, "fewshot": 2, "finetune": 1, "base": 0}
+
+
+def generate_priority(wildcards):
+    return GENERATE_PRIORITY[STUDY.kind(wildcards.arm)]
+
+
 # Input functions of evaluate_generate.smk
 def generate_inputs(wildcards):
     inputs = {

@@ -16,6 +16,7 @@ rule generate:
         log_path("generate/{arm}"),
     benchmark:
         bench_path("generate/{arm}")
+    priority: generate_priority
     conda:
         "../envs/rbiqa.yaml"
     # One thread per job: on the 2-core default, two single-threaded jobs beat one two-threaded job, and
