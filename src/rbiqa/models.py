@@ -43,6 +43,25 @@ def bnb_config(quant: Any | None):
     )
 
 
+def keep_cpu_4bit_in_compute_dtype_(model) -> int:
+    """Stop bitsandbytes from repacking CPU 4-bit weights for its bfloat16 kernel.
+
+    On a CPU with AVX512-BF16, bitsandbytes rewrites every Linear4bit's weights at the first forward in eval
+    mode and then computes in bfloat16, whatever `bnb_4bit_compute_dtype` says; for a matrix narrower than
+    one quantization block the repacking fails outright. The same config would then compute a different
+    function on different hosts. With the repacking off, every host dequantizes and multiplies in the
+    compute dtype (float32 on CPU). Returns the number of modules changed; 0 off CPU or without 4-bit.
+    """
+    if device() != "cpu":
+        return 0
+    from bitsandbytes.nn import Linear4bit
+
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for m in layers:
+        m.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
 def load_tokenizer(model_path: str | Path, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
@@ -78,6 +97,8 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     if qc is None:
         model = model.to(device())
+    else:
+        keep_cpu_4bit_in_compute_dtype_(model)
     if adapter is not None:
         from peft import PeftModel
 

@@ -45,7 +45,7 @@ def test_dequantized_merge_equals_the_4bit_model_it_was_trained_on(tiny, tmp_pat
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from rbiqa.models import bnb_config
+    from rbiqa.models import load_causal_lm
 
     model_dir, adapter = tiny
     _, run = run_settings(
@@ -59,10 +59,8 @@ def test_dequantized_merge_equals_the_4bit_model_it_was_trained_on(tiny, tmp_pat
     merge(run, adapter, tmp_path / "merged")
     merged = logits(AutoModelForCausalLM.from_pretrained(tmp_path / "merged"))
 
-    qc = bnb_config(
-        {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
-    )
-    q_base = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=qc, dtype=torch.float32)
+    quant = {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
+    q_base = load_causal_lm(model_dir, quant=quant)
     trained_as = logits(PeftModel.from_pretrained(q_base, str(adapter)))
     original = AutoModelForCausalLM.from_pretrained(model_dir)
     unquantized = logits(PeftModel.from_pretrained(original, str(adapter)))

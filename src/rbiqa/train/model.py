@@ -93,7 +93,7 @@ def load_base(model_path: Path, dtype: str, t: TrainSettings, rt: Runtime):
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    from rbiqa.models import bnb_config
+    from rbiqa.models import bnb_config, keep_cpu_4bit_in_compute_dtype_
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "attn_implementation": rt.attn_implementation}
     if rt.weights == "roundtrip":
@@ -114,6 +114,8 @@ def load_base(model_path: Path, dtype: str, t: TrainSettings, rt: Runtime):
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     if qc is not None:
+        # evaluation during training runs in eval mode: it must compute what training computes
+        keep_cpu_4bit_in_compute_dtype_(model)
         # fp32 norms/embeddings, input grads enabled, and checkpointing set up the way PEFT expects
         model = prepare_model_for_kbit_training(
             model,
