@@ -1,4 +1,4 @@
-"""`python -m rbiqa.judge experiment=<exp> arm=<arm> +eval_set=<set>`"""
+"""`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'` (or `+eval_set=<set>`)"""
 
 from rbiqa.config import stage_main
 from rbiqa.judge.stage import main
