@@ -31,6 +31,8 @@ STAGE_ORDER = {
     "retrieval_index": 5,
     "generate": 6,
     "judge": 7,
+    "labels_export": 7.2,  # rbiqa.judge.labels export: a blinded sheet from the judgments (by hand)
+    "labels_ingest": 7.3,  # rbiqa.judge.labels ingest: data/labels/<name>.csv, read by judge_agreement
     "judge_agreement": 7.5,  # reads judgments of stage 7
     "stats": 8,
     "figures": 9,

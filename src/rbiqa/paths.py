@@ -94,6 +94,45 @@ JUDGE_DIR = RESULTS / "judge"
 JUDGE_AGREEMENT = JUDGE_DIR / "agreement.json"
 JUDGE_CONFUSION = JUDGE_DIR / "confusion.csv"
 
+# human-label loop (rbiqa.judge.labels, not a pipeline stage): small files kept in git. judge_agreement
+# reads every data/labels/*.csv; sheets/ and keys/ are what `labels export` writes and `ingest` reads.
+LABELS = DATA / "labels"
+LABEL_SHEETS = LABELS / "sheets"
+LABEL_KEYS = LABELS / "keys"
+
+
+def labels_csv(name: str) -> Path:
+    return LABELS / f"{name}.csv"
+
+
+def label_files() -> list[Path]:
+    return sorted(LABELS.glob("*.csv"))
+
+
+def label_ingest_manifest(name: str) -> Path:
+    return LABELS / f"{name}.manifest.json"
+
+
+def label_sheet(name: str) -> Path:
+    return LABEL_SHEETS / f"{name}.csv"
+
+
+def label_readme(name: str) -> Path:
+    return LABEL_SHEETS / f"{name}.README.md"
+
+
+def label_sheet_labelled(name: str) -> Path:
+    return LABEL_SHEETS / f"{name}.labelled.csv"
+
+
+def label_key(name: str) -> Path:
+    return LABEL_KEYS / f"{name}.key.csv"
+
+
+def label_export_manifest(name: str) -> Path:
+    return LABEL_KEYS / f"{name}.export.manifest.json"
+
+
 # 8. stats, 9. figures/tables, 10. report
 METRICS = RESULTS / "metrics"
 FIGURES = RESULTS / "figures"

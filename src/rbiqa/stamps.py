@@ -28,7 +28,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "generate": ("model", "generate", "arm", "seed"),
     "judge": ("judge",),
     "judge_agreement": ("judge",),
-    "stats": ("stats", "study", "generate", "seed"),
+    "stats": ("stats", "study", "generate", "judge", "seed"),  # judge: whose calibration corrects
     "figures": ("report",),
     "report": ("report",),
 }
@@ -48,7 +48,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "generate": ("generate", "models.py", "nf4.py", "completion.py"),
     "judge": ("judge", "llm", "models.py"),
     "judge_agreement": ("judge",),
-    "stats": ("stats",),
+    "stats": ("stats", "judge/reference_params.json"),  # its cv_oof: the judge's error rates
     "figures": ("figures", "train/outputs.py"),
     "report": ("report",),
 }

@@ -54,13 +54,21 @@ def test_reference_vs_labels_reads_stored_oof(tmp_path):
         "threshold": 0.5,
         "cv": {"n_splits": 5},
         "training_data": {"sha256": "x"},
-        "cv_oof": {"y_true": y, "y_pred": pred, "cluster": list(range(100))},
+        "cv_oof": {"y_true": y, "y_pred": pred, "cluster": list(range(100)), "model": "bf" * 50},
+        "holdout": {"n": 20, "kappa": 0.5, "per_model": {}, "not_reported": 1},
     }
     path = tmp_path / "p.json"
     path.write_text(json.dumps(params))
     s = reference_vs_labels(ACFG, path)
     assert s["kappa"] == pytest.approx(cohen_kappa_score(list(map(int, y)), list(map(int, pred))))
     assert s["n"] == 100 and "stored out-of-fold" in s["source"]
+    # per answer model: rows alternate base / fine-tuned, and the judge's one error (row 8 of every 10)
+    # falls on a base answer
+    yb, pb = [int(c) for c in y[::2]], [int(c) for c in pred[::2]]
+    assert s["per_model"]["base"]["n"] == 50
+    assert s["per_model"]["base"]["rate_gap"] == pytest.approx(sum(pb) / 50 - sum(yb) / 50)
+    assert s["per_model"]["finetuned"]["kappa"] == 1.0
+    assert s["holdout"] == {"n": 20, "kappa": 0.5, "per_model": {}}
 
 
 def _rows(rater_backend, scores):

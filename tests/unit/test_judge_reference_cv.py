@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,54 @@ def test_params_file_errors(tmp_path):
     with pytest.raises(InputError, match="fit_reference"):
         load_params(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
-    bad.write_text(
-        DEFAULT_PARAMS.read_text().replace('"threshold"', '"threshold_old"', 1)
-        if DEFAULT_PARAMS.exists()
-        else "{}"
-    )
+    raw = json.loads(DEFAULT_PARAMS.read_text())
+    del raw["threshold"]
+    bad.write_text(json.dumps(raw))
     with pytest.raises(InputError, match="invalid reference judge parameters"):
         load_params(bad)
+
+
+def test_shipped_params_report_agreement_per_answer_model_and_on_the_holdout():
+    raw = load_params()[0].model_dump()
+    oof = raw["cv_oof"]
+    assert len(oof["model"]) == len(oof["y_true"]) and set(oof["model"]) == {"b", "f"}
+    y = np.array([int(c) for c in oof["y_true"]])
+    pred = np.array([int(c) for c in oof["y_pred"]])
+    is_base = np.array([m == "b" for m in oof["model"]])
+    for block in ("cv", "cv_development", "holdout"):
+        per = raw[block]["per_model"]
+        assert set(per) == {"base", "finetuned"}
+        for s in per.values():
+            lo, hi = s["rate_gap_ci"]
+            assert lo <= s["rate_gap"] <= hi
+    # the stored per-model gaps are those of the stored out-of-fold verdicts
+    assert raw["cv"]["per_model"]["base"]["rate_gap"] == pytest.approx(
+        pred[is_base].mean() - y[is_base].mean()
+    )
+    assert raw["cv"]["per_model"]["finetuned"]["n"] == int((~is_base).sum())
+    assert raw["holdout"]["n"] + raw["cv_development"]["n"] == raw["training_data"]["n_rows"]
+
+
+def test_holdout_slice_is_a_fixed_fifth_of_questions():
+    from rbiqa.judge.fit_reference import holdout_mask
+
+    ids = [f"{i:012x}" for i in range(2000)]
+    m = holdout_mask(ids)
+    assert 0.16 < m.mean() < 0.24
+    assert np.array_equal(m, holdout_mask(ids))  # deterministic
+    assert np.array_equal(holdout_mask(ids + ids)[:2000], holdout_mask(ids + ids)[2000:])  # by item
+
+
+def test_agreement_by_group_reports_opposite_gaps():
+    from rbiqa.judge.agreement_stats import agreement_by_group
+
+    # group a: the judge says 1 on two of ten true-0 items; group b: it misses one of five true-1 items
+    y = np.array([0] * 10 + [1] * 5 + [0] * 5)
+    pred = np.array([1, 1] + [0] * 8 + [1] * 4 + [0] + [0] * 5)
+    group = np.array(["a"] * 10 + ["b"] * 10)
+    out = agreement_by_group(y, pred, group, n_boot=500, seed=1)
+    assert out["a"]["rate_gap"] == pytest.approx(0.2)
+    assert out["b"]["rate_gap"] == pytest.approx(-0.1)
+    # the judge never under-calls in a, never over-calls in b: no resample can cross zero the other way
+    assert out["a"]["rate_gap_ci"][0] >= 0 and out["a"]["rate_gap_ci"][1] > 0
+    assert out["b"]["rate_gap_ci"][1] <= 0 and out["b"]["rate_gap_ci"][0] < 0

@@ -14,16 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from rbiqa.figures import tables
+from rbiqa.figures import judge_calibration, tables
 from rbiqa.figures.data import Metrics
 from rbiqa.figures.numbers import build_numbers
 from rbiqa.stats.agreement import read_agreement
+from rbiqa.stats.corrected import correction_input
 from rbiqa.stats.load import load_results
 from rbiqa.stats.metrics import StatsSettings, compute_all
 from rbiqa.study import arm_spec
 from tests.fixtures.sample_results import PAPER_ARMS, write_sample_results
 
 PAPER = Path(__file__).resolve().parents[2] / "paper"
+
+
+def kinds(arms) -> dict[str, str]:
+    return {a: arm_spec(a).kind for a in arms}
 
 
 @functools.cache
@@ -34,14 +39,24 @@ def report_cfg() -> dict:
 
 
 def metrics_for(root: Path, arms, agreement: bool) -> Metrics:
+    from rbiqa.config import compose, to_container
+
     write_sample_results(root, arms, n_sources=40, with_agreement=agreement)
     with contextlib.chdir(root):
         results = load_results(arms, ["test_paraphrase", "test_unseen", "unanswerable", "general"])
         ag = read_agreement(Path("results/judge/agreement.json"))
     finetuned = [a for a in arms if arm_spec(a).finetuned]
     replicates = {"ft_k3": ["ft_k3", "ft_k3_s2", "ft_k3_s3"]} if "ft_k3_s2" in arms else {}
-    sections = compute_all(results, StatsSettings(n_resamples=200), ag, arms, None, finetuned, replicates)
+    # the judge's error-rate correction where the run has a calibrated judge (the full case), none otherwise
+    stats_cfg = to_container(compose([]).stats)
+    corr = correction_input(stats_cfg, {"backend": "reference" if agreement else "gemini"}, kinds(arms))
+    sections = compute_all(
+        results, StatsSettings(n_resamples=200), ag, arms, None, finetuned, replicates, correction=corr
+    )
     return Metrics(sections)
+
+
+METRICS: dict[str, Metrics] = {}
 
 
 @pytest.fixture(scope="module", params=["paper_arms", "minimal_arms"])
@@ -49,6 +64,7 @@ def generated(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     arms = list(PAPER_ARMS) if request.param == "paper_arms" else ["base", "ft_k0"]
     m = metrics_for(root, arms, agreement=request.param == "paper_arms")
+    METRICS[request.param] = m
     book = build_numbers(m, report_cfg(), n_ablation_families=1 if request.param == "paper_arms" else 0)
     d = 1
     table_tex = "\n".join(
@@ -60,6 +76,9 @@ def generated(request, tmp_path_factory):
             tables.secondary(m, d),
             tables.power(m, d),
             tables.seeds(m, d),
+            tables.judge_errors(m, d),
+            tables.corrected(m, d),
+            judge_calibration.table(m, d),
         ]
     )
     return request.param, book, book.render(), table_tex
@@ -173,3 +192,18 @@ def test_generated_macros_do_not_swallow_the_following_space():
     for fname, tex in prose_files().items():
         bad = swallowed_spaces(tex)
         assert not bad, f"{fname}: add {{}} after {bad[:3]}"
+
+
+def test_judge_agreement_per_answer_model_reaches_the_table_and_the_prose(generated):
+    name, book, _, table_tex = generated
+    if name != "paper_arms":  # the minimal case runs without a calibrated judge
+        assert not book.flags["HasJudgePerModel"] and "No per-model agreement" in table_tex
+        return
+    from rbiqa.figures.texfmt import signed_pp
+
+    per = METRICS[name]["judge_agreement"]["per_model"]
+    assert book.flags["HasJudgePerModel"] and book.flags["HasJudgeHoldout"]
+    assert book.macros["JudgeGapBase"] == signed_pp(per["base"]["rate_gap"], 1)
+    assert book.macros["JudgeGapFinetuned"] == signed_pp(per["finetuned"]["rate_gap"], 1)
+    assert per["base"]["rate_gap"] < 0 < per["finetuned"]["rate_gap"]  # the fixture's judge, as built
+    assert "nested CV" in table_tex and "held-out slice" in table_tex

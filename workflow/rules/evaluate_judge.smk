@@ -46,9 +46,19 @@ rule judge:
         "python -m rbiqa.judge {params.hydra} arm={wildcards.arm} {params.eval_sets} > {log} 2>&1"
 
 
+# Human labels (data/labels/*.csv, written by `python -m rbiqa.judge.labels ingest`, and the optional
+# judge.agreement.human_labels_csv) are inputs: a new or changed label file reruns the agreement.
+# Generations are read to leave out labels of answers that have changed since they were labelled.
+HUMAN_LABELS = [p.as_posix() for p in P.label_files()]
+if CFG.judge.agreement.get("human_labels_csv"):
+    HUMAN_LABELS.append(str(CFG.judge.agreement.human_labels_csv))
+
+
 rule judge_agreement:
     input:
         judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
+        generations=[P.generations(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
+        labels=HUMAN_LABELS,
         params=f"{JUDGE_SRC}/reference_params.json",
         stamp=stamp("judge_agreement"),
     output:

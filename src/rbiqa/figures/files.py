@@ -21,6 +21,9 @@ TABLES = (
     "secondary",
     "power",
     "seeds",
+    "corrected",
+    "judge_per_model",
+    "human_labels",
     "lineage",
 )
 MANIFEST = P.FIGURES / "manifest.json"

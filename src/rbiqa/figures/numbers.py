@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 from rbiqa import paths as P
 from rbiqa.figures.data import Metrics
+from rbiqa.figures.human_labels import add_macros as add_human_label_macros
+from rbiqa.figures.judge_calibration import add_macros as add_judge_calibration_macros
 from rbiqa.figures.texfmt import (
     NA,
     arm_tex,
@@ -186,8 +188,11 @@ def build_numbers(
     _seed_macros(book, m, role, d)
     _category_macros(book, m, role, d)
     _judge_macros(book, m)
+    add_human_label_macros(book, m)
+    add_judge_calibration_macros(book, m, d)
     _manipulation_macros(book, m, d)
     _reference_loss_macros(book, m, role)
+    _corrected_macros(book, m, role, d, verdicts["accuracy"])
     _design_macros(book, design or {})
     return book
 
@@ -230,6 +235,70 @@ def _reference_loss_macros(book, m, role) -> None:
                 macro_name("NllDiffCI", key, "VsBase", e),
                 f"[{number(p['diff_lo'])}, {number(p['diff_hi'])}]" if p else NA,
             )
+
+
+def _corrected_macros(book, m, role, d, words) -> None:
+    """Accuracy corrected for judge error (stats `corrected`): the judge's error rates per answer kind,
+    the corrected headline difference and how far the correction moved it."""
+    c = m.sections.get("corrected") or {}
+    ok = bool(c.get("available"))
+    prov = c.get("provenance") or {}
+    book.flag("HasCorrection", ok)
+    book.add("CorrUnavailableReason", escape(c.get("reason") or NA) if not ok else NA)
+    book.add("CorrCalibAnswers", escape(prov.get("calibration_answers") or NA))
+    book.add("CorrCalibLabels", escape(prov.get("calibration_labels") or NA))
+    book.add("CorrAppliedModel", escape(prov.get("applied_to_model") or NA))
+    recs = c.get("records", [])
+    book.add("CorrNClipped", integer(c.get("n_clipped")) if ok else NA)
+    book.add("CorrNEstimates", integer(sum(r["corrected"] is not None for r in recs)) if ok else NA)
+    kinds = prov.get("answer_kinds") or {}
+    rates = {r["answer_kind"]: r for r in c.get("error_rates", [])}
+    for kind in ("base", "finetuned", "pooled"):
+        r = rates.get(kind)
+        book.add(
+            macro_name("CorrArmKinds", kind),
+            escape(", ".join(k for k, v in kinds.items() if v == kind)) or NA,
+        )
+        book.add(macro_name("CorrSens", kind), pct(r["sensitivity"], d) if r else NA)
+        book.add(macro_name("CorrSensCI", kind), pct_ci(r["sens_lo"], r["sens_hi"], d) if r else NA)
+        book.add(macro_name("CorrSpec", kind), pct(r["specificity"], d) if r else NA)
+        book.add(macro_name("CorrSpecCI", kind), pct_ci(r["spec_lo"], r["spec_hi"], d) if r else NA)
+        book.add(macro_name("CorrNPos", kind), integer(r["n_pos"]) if r else NA)
+        book.add(macro_name("CorrNAnswers", kind), integer(r["n"]) if r else NA)
+        book.add(macro_name("CorrDegenerate", kind), pct(r["frac_degenerate"], d) if r else NA)
+    s = m.summary
+    by = {(r["arm"], r["eval_set"]): r for r in recs}
+    for key in ("Main", "Base"):
+        r = by.get((role[key], s["headline_eval_set"])) if ok else None
+        has = r is not None and r.get("corrected") is not None
+        book.add(macro_name("CorrAcc", key, "Headline"), pct(r["corrected"], d) if has else NA)
+        book.add(
+            macro_name("CorrAccCI", key, "Headline"),
+            pct_ci(r["corrected_lo"], r["corrected_hi"], d) if has else NA,
+        )
+    head = c.get("headline") if ok else None
+    has = head is not None and head.get("diff") is not None
+    raw = m.paired(role["Main"], role["Base"], s["headline_eval_set"])
+    book.flag("HasCorrHeadline", has)
+    book.flag("CorrHeadlineClipped", has and bool(head["clipped_arm"] or head["clipped_ref"]))
+    book.flag(
+        "CorrVerdictSame",
+        has
+        and raw is not None
+        and raw.get("direction") is not None
+        and raw["direction"] == head["direction"],
+    )
+    book.add("CorrFtVsBaseDiff", signed_pp(head["diff"], d) if has else NA)
+    book.add("CorrFtVsBaseDiffCI", pp_ci(head["diff_lo"], head["diff_hi"], d) if has else NA)
+    book.add("CorrFtVsBaseVerdict", words[head["direction"]] if has else NA)
+    book.add("CorrFtVsBaseShift", signed_pp(head["shift"], d) if has else NA)
+    man = c.get("manipulation") if ok else None
+    has = man is not None and man.get("diff") is not None
+    book.flag("HasCorrManip", has)
+    book.flag("CorrManipPassed", has and man["diff_lo"] > 0)
+    book.add("CorrManipDiff", signed_pp(man["diff"], d) if has else NA)
+    book.add("CorrManipDiffCI", pp_ci(man["diff_lo"], man["diff_hi"], d) if has else NA)
+    book.add("CorrManipVerdict", words[man["direction"]] if has else NA)
 
 
 def _design_macros(book, design: Mapping) -> None:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from rbiqa import paths as P  # noqa: E402
 from rbiqa.config import to_container  # noqa: E402
-from rbiqa.figures import plots, tables  # noqa: E402
+from rbiqa.figures import human_labels, judge_calibration, plots, tables  # noqa: E402
 from rbiqa.figures.data import Metrics, ablation_families, read_trainer_log  # noqa: E402
 from rbiqa.figures.design import study_design  # noqa: E402
 from rbiqa.figures.files import FORMATS, MANIFEST, all_outputs  # noqa: E402
@@ -106,6 +106,9 @@ def make_tables(m: Metrics, report_cfg: dict, root: Path = Path(".")) -> None:
         "secondary": tables.secondary(m, d),
         "power": tables.power(m, d),
         "seeds": tables.seeds(m, d),
+        "corrected": tables.judge_errors(m, d) + "\n" + tables.corrected(m, d),
+        "judge_per_model": judge_calibration.table(m, d),
+        "human_labels": human_labels.table(m, d),
     }
     lineage_table, appendix = lineage_tex(m, root)
     out["lineage"] = lineage_table

@@ -412,3 +412,146 @@ def lineage_table(facts: Mapping[str, Mapping[str, object]]) -> str:
         "Lineage of this report, read from the stage manifests (hashes truncated to 12 hex digits).",
         "tab:lineage",
     )
+
+
+# ------------------------------------------------------------------ accuracy corrected for judge error
+
+CLIP_MARK = r"\textsuperscript{\dag}"
+
+
+def _corr_cell(value, lo, hi, decimals: int, signed: bool = False, clipped: bool = False) -> str:
+    if value is None:
+        return "--"
+    f = signed_pp if signed else pct_plain
+    return f(value, decimals) + (CLIP_MARK if clipped else "") + ci_cell(lo, hi, decimals, signed)
+
+
+def judge_errors(m: Metrics, decimals: int) -> str:
+    """Tab. judgeerrors: the reference judge's sensitivity and specificity per answer kind."""
+    c = m.sections.get("corrected") or {}
+    kinds = (c.get("provenance") or {}).get("answer_kinds", {})
+    rows = []
+    for r in c.get("error_rates", []):
+        arm_kinds = ", ".join(k for k, v in kinds.items() if v == r["answer_kind"]) or "--"
+        rows.append(
+            [
+                escape(r["answer_kind"]),
+                escape(arm_kinds),
+                integer(r["n"]),
+                integer(r["n_pos"]),
+                _corr_cell(r["sensitivity"], r["sens_lo"], r["sens_hi"], decimals),
+                _corr_cell(r["specificity"], r["spec_lo"], r["spec_hi"], decimals),
+                number(r["youden"]) if r["youden"] is not None else "--",
+                pct_plain(r["frac_degenerate"], decimals),
+            ]
+        )
+    header = [
+        "Answers",
+        "arm kinds",
+        "$n$",
+        "correct",
+        r"Sensitivity (\%)",
+        r"Specificity (\%)",
+        r"$\mathit{Se}+\mathit{Sp}-1$",
+        r"degenerate (\%)",
+    ]
+    prov = c.get("provenance") or {}
+    caption = (
+        r"Error rates of the judge on its calibration answers, per kind of answer, with cluster bootstrap "
+        r"\CILevel{} intervals: sensitivity (correct answers it accepts) and specificity (wrong answers it "
+        r"rejects), against the labels of "
+        + escape(prov.get("calibration_labels") or "the reference standard")
+        + r" (``correct'' counts the answers so labelled; a small count makes a wide interval). Degenerate: "
+        r"bootstrap replicates where $\mathit{Se}+\mathit{Sp}\le 1$, in which the correction is undefined."
+    )
+    if not c.get("available"):
+        msg = escape(c.get("reason") or "no calibration data")
+        rows = [[rf"\multicolumn{{{len(header)}}}{{p{{0.9\linewidth}}}}{{\emph{{Not measured: {msg}.}}}}"]]
+    return tabular(header, rows, "llrrcccr", caption, "tab:judgeerrors")
+
+
+def corrected(m: Metrics, decimals: int) -> str:
+    """Tab. corrected: raw and Rogan-Gladen-corrected accuracy per arm and eval set, and the paired
+    difference from the base model before and after correction; clipped estimates marked."""
+    c = m.sections.get("corrected") or {}
+    base = m.summary.get("base_arm")
+    header = [
+        "Arm",
+        "Eval set",
+        "errors of",
+        r"Raw (\%)",
+        r"Corrected (\%)",
+        r"$\Delta$ raw (pp)",
+        r"$\Delta$ corrected (pp)",
+    ]
+    rows = []
+    if not c.get("available"):
+        msg = escape(c.get("reason") or "no calibration data")
+        rows = [
+            [
+                rf"\multicolumn{{{len(header)}}}{{p{{0.9\linewidth}}}}{{\emph{{No correction available: {msg}.}}}}"
+            ]
+        ]
+    else:
+        pairs = {(p["arm"], p["eval_set"]): p for p in c.get("paired", []) if p["ref"] == base}
+        by_set = {}
+        for r in c.get("records", []):
+            by_set.setdefault(r["eval_set"], []).append(r)
+        for e, recs in by_set.items():
+            for r in recs:
+                p = pairs.get((r["arm"], e))
+                raw = "--" if r["raw"] is None else _corr_cell(r["raw"], r["raw_lo"], r["raw_hi"], decimals)
+                cor = _corr_cell(
+                    r["corrected"], r["corrected_lo"], r["corrected_hi"], decimals, clipped=bool(r["clipped"])
+                )
+                d_raw = signed_pp(p["diff_raw"], decimals) if p and p.get("diff_raw") is not None else "--"
+                d_cor = (
+                    _corr_cell(
+                        p["diff"],
+                        p["diff_lo"],
+                        p["diff_hi"],
+                        decimals,
+                        signed=True,
+                        clipped=bool(p["clipped_arm"] or p["clipped_ref"]),
+                    )
+                    if p
+                    else "--"
+                )
+                rows.append(
+                    [
+                        arm_tex(r["arm"]),
+                        rf"\texttt{{{escape(e)}}}",
+                        escape(r["answer_kind"]),
+                        raw,
+                        cor,
+                        d_raw,
+                        d_cor,
+                    ]
+                )
+    skipped = c.get("skipped_eval_sets") or {}
+    skip_note = "".join(
+        rf" \texttt{{{escape(e)}}} is not corrected: {escape(why)}." for e, why in skipped.items()
+    )
+    prov = c.get("provenance") or {}
+    transfer = (
+        rf" The error rates were measured on answers of {escape(prov['calibration_answers'])} labelled by "
+        rf"{escape(prov.get('calibration_labels') or 'the reference standard')} and are applied to the "
+        rf"answers of {escape(prov.get('applied_to_model') or 'this run')}: the correction assumes the judge errs "
+        r"on them as on calibration answers of the same kind."
+        if c.get("available") and prov.get("calibration_answers")
+        else ""
+    )
+    return longtable(
+        header,
+        rows,
+        "lllcccc",
+        r"Judge accuracy corrected for the judge's errors (Rogan--Gladen) beside the raw accuracy, and the "
+        r"paired difference from the base model before and after correction, with \CILevel{} intervals; "
+        r"\dag{} clipped.",
+        "tab:corrected",
+        r"Corrected: $(\mathrm{raw}+\mathit{Sp}-1)/(\mathit{Se}+\mathit{Sp}-1)$ with the error rates of the "
+        r"arm's kind of answer (Table~\ref{tab:judgeerrors}). Intervals from a bootstrap that resamples both "
+        r"the calibration questions and the evaluation items (by source question; the same resample for both "
+        r"arms of a difference). \dag{} the estimate fell outside $[0, 100]$\% and was clipped (for a "
+        r"difference: one of its two estimates was)." + transfer + skip_note,
+    )

@@ -7,7 +7,12 @@ results/judge/confusion.csv:
       judge.agreement.calibration_csv is set and present);
   (b) every pair of judges (backend + model) that scored the same items in the configured judgment
       files;
-  (c) every judge against a user-supplied human-label CSV, if configured.
+  (c) every judge against human labels: the ingested sheets in data/labels/*.csv (python -m
+      rbiqa.judge.labels) and judge.agreement.human_labels_csv if set. `human` pools every eval set;
+      `human_labels` has kappa per eval set, pooled over the answerable sets, and on `unanswerable` (the
+      judge's abstention verdict), each flagged small_n below judge.agreement.human_min_n items.
+      A label is of one answer text: one whose answer has changed since (a rerun generation) is stale
+      and left out, and counted.
 The reference rater of each comparison is the first one named (labels, human, or first judge).
 """
 
@@ -17,6 +22,8 @@ import csv
 import glob
 import itertools
 import logging
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +33,7 @@ from omegaconf import DictConfig
 from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
-from rbiqa.judge.agreement_stats import kappa_summary
+from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
 from rbiqa.judge.reference import DEFAULT_PARAMS
 from rbiqa.judge.stage import repo_relative
 from rbiqa.manifest import write_manifest
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 
 JUDGE_CONFUSION = P.JUDGE_CONFUSION
 HUMAN_COLUMNS = ("arm", "eval_set", "item_id", "score")
+HOLDOUT_KEYS = ("n", "n_clusters", "kappa", "kappa_ci", "accuracy", "per_model", "rule", "threshold")
 
 
 def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) -> dict:
@@ -47,6 +55,7 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
 
         df = load_calibration_csv(csv_path)
         y, groups = df["judge_score"].to_numpy(), df["item_id"].to_numpy()
+        model = df["model"].astype(str).to_numpy() if "model" in df else np.full(len(df), "all")
         x, _ = compute_features(df, progress=True)
         _, pred, _ = nested_cv(x, y, groups, params["C"], params["seed"], params["cv"]["n_splits"])
         source = f"recomputed: nested grouped {params['cv']['n_splits']}-fold CV on {csv_path}"
@@ -61,6 +70,9 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
         y = np.array([int(c) for c in oof["y_true"]])
         pred = np.array([int(c) for c in oof["y_pred"]])
         groups = np.array(oof["cluster"])
+        model = np.array([{"b": "base", "f": "finetuned"}.get(c, c) for c in oof.get("model", "")])
+        if len(model) != len(y):
+            model = np.full(len(y), "all")
         source = f"stored out-of-fold predictions of {params_path.name} (nested grouped {params['cv']['n_splits']}-fold CV)"
     summary = kappa_summary(y, pred, clusters=groups, n_boot=int(acfg.n_boot), seed=int(acfg.seed))
     summary.update(
@@ -68,7 +80,13 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
         raters=["gemini-2.0-flash labels (reference study)", "reference judge"],
         training_data=params["training_data"],
         threshold=params["threshold"],
+        # per answer model: pooled kappa can hide a judge that is lenient on one arm and strict on another
+        per_model=agreement_by_group(
+            y, pred, model, clusters=groups, n_boot=int(acfg.n_boot), seed=int(acfg.seed)
+        ),
     )
+    if "holdout" in params:  # one estimate on questions no modelling choice looked at (fit_reference)
+        summary["holdout"] = {k: params["holdout"][k] for k in HOLDOUT_KEYS if k in params["holdout"]}
     return summary
 
 
@@ -149,6 +167,118 @@ def human_agreement(df: pd.DataFrame, human: pd.DataFrame, acfg) -> list[dict]:
     return out
 
 
+ABSTAIN_SET = "unanswerable"  # judged by the abstention verdict (rbiqa.judge.runner), not correctness
+POOLED_ANSWERABLE = "answerable (pooled)"
+
+
+def _finite(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def current_answer_hashes(labels: pd.DataFrame) -> tuple[dict, list[Path]]:
+    """{(arm, eval_set): {item_id: hash of its answer now}} from the run's generations, or None per
+    (arm, eval_set) whose generations file is absent."""
+    from rbiqa.judge.labels import norm_hash
+
+    out, files = {}, []
+    for arm, e in sorted(set(zip(labels["arm"], labels["eval_set"], strict=True))):
+        path = P.generations(arm, e)
+        if e not in P.EVAL_SETS or not path.is_file():
+            out[(arm, e)] = None
+            continue
+        files.append(path)
+        out[(arm, e)] = {
+            r["item_id"]: norm_hash(r.get("answer")) for r in iter_jsonl(path) if r.get("answer") is not None
+        }
+    return out, files
+
+
+def mark_stale(labels: pd.DataFrame) -> tuple[pd.DataFrame, list[Path]]:
+    """Add `answer_check`: ok (the labelled answer is the current one), stale (it changed, or it has no
+    answer now) or unverified (no answer hash in the label file, or no generations file)."""
+    hashes, files = current_answer_hashes(labels)
+    status = []
+    for r in labels.itertuples():
+        now = hashes.get((r.arm, r.eval_set))
+        if not r.answer_sha256 or now is None:
+            status.append("unverified")
+        else:
+            status.append("ok" if now.get(r.item_id) == r.answer_sha256 else "stale")
+    return labels.assign(answer_check=status), files
+
+
+def _human_block(m: pd.DataFrame, acfg, scope: str, eval_set: str, rater: str, kind: str) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # statsmodels on a one-class table
+        s = kappa_summary(
+            m["score_h"].astype(int),
+            m["score_j"].astype(int),
+            clusters=m["source_id_j"].to_numpy(),
+            n_boot=int(acfg.n_boot),
+            seed=int(acfg.seed),
+        )
+    min_n = int(acfg.get("human_min_n") or 0)
+    both_constant = m["score_h"].nunique() == 1 and m["score_j"].nunique() == 1
+    return {
+        "raters": ["human", rater],
+        "rater": rater,
+        "judge_kind": kind,
+        "scope": scope,
+        "eval_set": eval_set,
+        **{k: _finite(v) for k, v in s.items()},
+        "kappa_defined": not (both_constant and s["accuracy"] == 1.0),
+        "labels_one_class": bool(m["score_h"].nunique() == 1),
+        "small_n": s["n"] < min_n,
+    }
+
+
+def human_label_agreement(df: pd.DataFrame, labels: pd.DataFrame, acfg, files: list[str]) -> dict:
+    """Every judge in `df` against the human labels: per eval set, and pooled over the answerable sets.
+    On `unanswerable` the judge's verdict is its abstention detector's (judge_kind "abstention")."""
+    scored = df[df["score"].notna()]
+    counts = labels["answer_check"].value_counts().to_dict()
+    usable = labels[labels["answer_check"] != "stale"]
+    out = {
+        "label_files": files,
+        "n_labels": len(labels),
+        "n_labels_by_eval_set": {e: int(n) for e, n in labels.groupby("eval_set").size().items()},
+        "n_stale": int(counts.get("stale", 0)),
+        "n_unverified": int(counts.get("unverified", 0)),
+        "min_n": int(acfg.get("human_min_n") or 0),
+        "comparisons": [],
+        "raters_without_overlap": [],
+    }
+    if out["n_stale"]:
+        log.warning(
+            "%d human labels are of answers that have changed since they were labelled: left out",
+            out["n_stale"],
+        )
+    keys = ["arm", "eval_set", "item_id"]
+    for rater in sorted(scored["rater"].unique()):
+        j = scored[scored.rater == rater]
+        m = usable.merge(j, on=keys, suffixes=("_h", "_j"))
+        if m.empty:
+            out["raters_without_overlap"].append(rater)
+            continue
+        for e in sorted(
+            m["eval_set"].unique(), key=lambda e: (P.EVAL_SETS.index(e) if e in P.EVAL_SETS else 99, e)
+        ):
+            kind = "abstention" if e == ABSTAIN_SET else "correctness"
+            block = _human_block(m[m.eval_set == e], acfg, "eval_set", e, rater, kind)
+            block["n_labels"] = int((usable["eval_set"] == e).sum())
+            out["comparisons"].append(block)
+        answerable = m[m.eval_set != ABSTAIN_SET]
+        if answerable["eval_set"].nunique() > 1:
+            block = _human_block(answerable, acfg, "pooled", POOLED_ANSWERABLE, rater, "correctness")
+            block["n_labels"] = int((usable["eval_set"] != ABSTAIN_SET).sum())
+            out["comparisons"].append(block)
+    return out
+
+
 def write_confusion_csv(path: Path, comparisons: list[tuple[str, dict]]) -> None:
     with atomic_write(path) as f:
         w = csv.writer(f)
@@ -168,24 +298,45 @@ def main(cfg: DictConfig) -> dict:
     result["raters_found"] = sorted(df["rater"].unique().tolist()) if len(df) else []
     result["human"] = None
     inputs = [P.stamp("judge_agreement"), repo_relative(DEFAULT_PARAMS), *files]
-    if acfg.get("human_labels_csv"):
-        result["human"] = human_agreement(df, load_human_labels(acfg.human_labels_csv), acfg)
-        inputs.append(acfg.human_labels_csv)
+    label_files = [*P.label_files(), *([Path(acfg.human_labels_csv)] if acfg.get("human_labels_csv") else [])]
+    result["human_labels"] = None
+    if label_files:
+        from rbiqa.judge.labels import load_label_files
+
+        labels, gen_files = mark_stale(load_label_files(label_files))
+        usable = labels[labels["answer_check"] != "stale"]
+        result["human"] = human_agreement(df, usable[list(HUMAN_COLUMNS)], acfg)
+        result["human_labels"] = human_label_agreement(df, labels, acfg, [f.as_posix() for f in label_files])
+        inputs += [*label_files, *gen_files]
     if acfg.get("calibration_csv") and Path(acfg.calibration_csv).is_file():
         inputs.append(acfg.calibration_csv)
     comparisons = [("reference_vs_labels", result["reference_vs_labels"])]
     comparisons += [("judge_pair", s) for s in result["judge_pairs"]]
     comparisons += [("human", s) for s in result["human"] or []]
+    hl = (result["human_labels"] or {}).get("comparisons", [])
+    comparisons += [(f"human_labels:{s['eval_set']}", s) for s in hl]
     write_json(P.JUDGE_AGREEMENT, result)
     write_confusion_csv(JUDGE_CONFUSION, comparisons)
     outputs = [P.JUDGE_AGREEMENT, JUDGE_CONFUSION]
     extra = {
         "n_judgment_files": len(files),
+        "n_human_labels": (result["human_labels"] or {}).get("n_labels", 0),
         "kappa_reference_vs_labels": result["reference_vs_labels"]["kappa"],
     }
     write_manifest(
         P.manifest_for(P.JUDGE_AGREEMENT), "judge_agreement", to_container(cfg), inputs, outputs, extra
     )
+    for c in (result["human_labels"] or {}).get("comparisons", []):
+        log.info(
+            "%s vs human labels on %s (%s): kappa %.3f [%.3f, %.3f], n %d%s",
+            c["rater"],
+            c["eval_set"],
+            c["judge_kind"],
+            c["kappa"],
+            *c["kappa_ci"],
+            c["n"],
+            " (small n)" if c["small_n"] else "",
+        )
     r = result["reference_vs_labels"]
     log.info(
         "reference judge vs labels: kappa %.3f [%.3f, %.3f], accuracy %.3f",

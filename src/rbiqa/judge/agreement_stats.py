@@ -68,3 +68,49 @@ def kappa_summary(
         "positive_rate_reference": float(a.mean()),
         "positive_rate_other": float(b.mean()),
     }
+
+
+def rate_gap_ci(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    clusters: Sequence | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Cluster-bootstrap CI of (positive rate of `y_pred`) - (positive rate of `y_true`).
+
+    This gap is what a judge adds to or takes from an arm's accuracy; kappa can be decent while the gap
+    is large and of opposite sign for two kinds of answers.
+    """
+    diff = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
+    clusters = np.arange(len(diff)) if clusters is None else np.asarray(clusters)
+    _, inv = np.unique(clusters, return_inverse=True)
+    sums, sizes = np.bincount(inv, weights=diff), np.bincount(inv).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    stats = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def agreement_by_group(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    group: Sequence[str],
+    clusters: Sequence | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """kappa_summary per group (e.g. base vs fine-tuned answers) plus the gap between the two raters'
+    positive rates, with cluster-bootstrap CIs: pooled agreement can hide errors that depend on the arm."""
+    a, b, g = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int), np.asarray(group)
+    c = np.arange(len(a)) if clusters is None else np.asarray(clusters)
+    out = {}
+    for name in sorted(set(g.tolist())):
+        m = g == name
+        s = kappa_summary(a[m], b[m], clusters=c[m], n_boot=n_boot, seed=seed)
+        s["rate_gap"] = float(b[m].mean() - a[m].mean())
+        s["rate_gap_ci"] = list(rate_gap_ci(a[m], b[m], c[m], n_boot=n_boot, seed=seed))
+        out[str(name)] = s
+    return out

@@ -17,11 +17,26 @@ from pathlib import Path
 import numpy as np
 
 from rbiqa.io import sha256_text
+from rbiqa.judge.text_features import STOP
 
 log = logging.getLogger(__name__)
 
 EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_SEQ_LEN = 256  # sentence_bert_config.json of the shipped model
+# Token-alignment statistics per (reference, answer) pair, in this order. "Low" means a best match
+# below LOW_MATCH: in MiniLM's token space that is a word with no counterpart in the other text.
+ALIGN_STATS = (
+    "token_recall",  # mean over reference tokens of the best-matching answer token
+    "token_precision",  # mean over answer tokens of the best-matching reference token
+    "tok_recall_content",  # token_recall over content tokens only (no stop words, no punctuation)
+    "tok_recall_q10",  # 10th percentile of the content tokens' best matches: the worst-covered words
+    "tok_recall_q25",
+    "tok_recall_low",  # share of reference content tokens without a counterpart in the answer
+    "tok_precision_q10",  # the answer's least supported tokens
+    "tok_precision_low",  # share of answer tokens without a counterpart in the reference
+)
+LOW_MATCH = 0.55
+PAIR_PREFIX = "pair8:"  # memo keys of alignment statistics in the ALIGN_STATS layout
 
 
 def model_dir() -> Path:
@@ -78,12 +93,13 @@ class Embedder:
         return np.stack([self._memo[sha256_text(t)] for t in texts])
 
     def token_alignment(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> np.ndarray:
-        """BERTScore-style (recall, precision) of each (reference, answer) pair, shape (n, 2).
+        """BERTScore-style alignment statistics of each (reference, answer) pair, shape (n, len(ALIGN_STATS)).
 
-        Each reference token is matched to its most similar answer token in context: a sentence-level
-        cosine cannot tell a missing key fact from a paraphrase, token alignment partly can.
+        Each reference token is matched to its most similar answer token in context (and vice versa). A
+        sentence-level cosine cannot tell a missing key fact from a paraphrase; the token matches partly
+        can, and their low quantiles single out the few reference words an answer left out or replaced.
         """
-        out = np.zeros((len(pairs), 2), dtype=np.float64)
+        out = np.zeros((len(pairs), len(ALIGN_STATS)), dtype=np.float64)
         todo = [p for p in dict.fromkeys(pairs) if self._pair_key(p) not in self._pair_memo]
         if todo:
             from tqdm.auto import tqdm
@@ -91,25 +107,24 @@ class Embedder:
             # Unique texts sorted by length: a reference shared by many answers is encoded once, and
             # batches of similar length waste little compute on padding.
             texts = sorted({t for p in todo for t in p}, key=len)
-            states: dict[str, np.ndarray] = {}
+            states: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for start in tqdm(range(0, len(texts), self.batch_size), desc="align", disable=not progress):
                 chunk = texts[start : start + self.batch_size]
                 states.update(zip(chunk, self._token_states(chunk), strict=True))
             for ref, answer in todo:
-                sim = states[ref] @ states[answer].T
-                self._pair_memo[self._pair_key((ref, answer))] = np.array(
-                    [sim.max(axis=1).mean(), sim.max(axis=0).mean()], dtype=np.float32
-                )
+                (r_vec, r_content), (a_vec, _) = states[ref], states[answer]
+                self._pair_memo[self._pair_key((ref, answer))] = alignment_stats(r_vec @ a_vec.T, r_content)
         for i, p in enumerate(pairs):
             out[i] = self._pair_memo[self._pair_key(p)]
         return out
 
     @staticmethod
     def _pair_key(pair: tuple[str, str]) -> str:
-        return "pair:" + sha256_text(pair[0] + "\x00" + pair[1])
+        return f"{PAIR_PREFIX}{sha256_text(pair[0] + chr(0) + pair[1])}"
 
-    def _token_states(self, texts: list[str]) -> list[np.ndarray]:
-        """L2-normalised contextual token vectors of each text, without [CLS], [SEP] and padding."""
+    def _token_states(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """L2-normalised contextual token vectors of each text (without [CLS], [SEP] and padding), and
+        which of those tokens carry content (not punctuation, not a stop word)."""
         torch = self._torch
         enc = self.tokenizer(
             texts, padding=True, truncation=True, max_length=MAX_SEQ_LEN, return_tensors="pt"
@@ -117,9 +132,14 @@ class Embedder:
         with torch.inference_mode():
             hidden = torch.nn.functional.normalize(self.model(**enc).last_hidden_state, p=2, dim=-1)
         out = []
-        for h, m in zip(hidden.cpu().numpy(), enc["attention_mask"].cpu().numpy(), strict=True):
+        ids = enc["input_ids"].cpu().numpy()
+        for h, m, row in zip(hidden.cpu().numpy(), enc["attention_mask"].cpu().numpy(), ids, strict=True):
             n = int(m.sum())
-            out.append((h[1 : n - 1] if n > 2 else h[:n]).astype(np.float32))
+            keep = slice(1, n - 1) if n > 2 else slice(0, n)
+            tokens = self.tokenizer.convert_ids_to_tokens(row[keep].tolist())
+            out.append(
+                (h[keep].astype(np.float32), np.array([is_content_token(t) for t in tokens], dtype=bool))
+            )
         return out
 
     def save_memo(self, path: str | Path) -> None:
@@ -137,11 +157,38 @@ class Embedder:
             return 0
         data = np.load(p)
         for k, v in zip(data["keys"].tolist(), data["vecs"], strict=True):
-            if k.startswith("pair:"):
-                self._pair_memo[k] = v[:2]
+            if k.startswith(PAIR_PREFIX):
+                self._pair_memo[k] = v[: len(ALIGN_STATS)]
+            elif k.startswith("pair"):
+                continue  # alignment statistics of an older layout: recomputed on demand
             else:
                 self._memo[k] = v
         return len(data["keys"])
+
+
+def is_content_token(token: str) -> bool:
+    """A WordPiece token that carries meaning: alphanumeric, longer than one character, not a stop word."""
+    word = token.removeprefix("##")
+    return len(word) > 1 and word.isalnum() and word.lower() not in STOP
+
+
+def alignment_stats(sim: np.ndarray, reference_content: np.ndarray) -> np.ndarray:
+    """ALIGN_STATS of one pair from its (reference tokens x answer tokens) cosine matrix."""
+    r_best, a_best = sim.max(axis=1), sim.max(axis=0)
+    content = r_best[reference_content] if reference_content.any() else r_best
+    return np.array(
+        [
+            r_best.mean(),
+            a_best.mean(),
+            content.mean(),
+            np.quantile(content, 0.10),
+            np.quantile(content, 0.25),
+            (content < LOW_MATCH).mean(),
+            np.quantile(a_best, 0.10),
+            (a_best < LOW_MATCH).mean(),
+        ],
+        dtype=np.float32,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from rbiqa.judge.embeddings import ALIGN_STATS
 from rbiqa.judge.numbers import quantity_scores
 from rbiqa.judge.text_features import lexical_scores, split_sentences
 
@@ -22,8 +23,7 @@ EMBEDDING_FEATURES = (
     "sent_coverage_mean",  # mean over reference sentences of the best-matching answer sentence
     "sent_coverage_min",  # the worst-covered reference sentence: a missed key fact
     "sent_support_mean",  # mean over answer sentences of the best-matching reference sentence
-    "token_recall",  # BERTScore-style: reference tokens matched by some answer token in context
-    "token_precision",  # answer tokens matched by some reference token
+    *ALIGN_STATS,  # token-level alignment in context (BERTScore-style), see embeddings.ALIGN_STATS
 )
 
 
@@ -51,7 +51,7 @@ def embedding_scores(triples: Sequence[Triple], embedder, progress: bool = False
 
     align = embedder.token_alignment([(t.reference, t.answer) for t in triples], progress=progress)
     out = []
-    for t, (tok_r, tok_p) in zip(triples, align, strict=True):
+    for t, stats in zip(triples, align, strict=True):
         q, r, a = enc([t.question, t.reference, t.answer])
         rs, as_ = enc(split_sentences(t.reference)), enc(split_sentences(t.answer))
         sim = rs @ as_.T  # (reference sentences, answer sentences)
@@ -62,8 +62,7 @@ def embedding_scores(triples: Sequence[Triple], embedder, progress: bool = False
                 "sent_coverage_mean": float(sim.max(axis=1).mean()),
                 "sent_coverage_min": float(sim.max(axis=1).min()),
                 "sent_support_mean": float(sim.max(axis=0).mean()),
-                "token_recall": float(tok_r),
-                "token_precision": float(tok_p),
+                **{name: float(v) for name, v in zip(ALIGN_STATS, stats, strict=True)},
             }
         )
     return out

@@ -6,11 +6,21 @@ The logistic regression is small enough to store as plain numbers, so the judge 
 the labelled data nor a pickle. The decision threshold is tuned for Cohen's kappa, and the reported
 cross-validation is nested (the threshold of each outer fold is picked on its training folds only)
 and grouped by item_id, so both answers to one question are always on the same side of a split.
+
+Three estimates are stored, each pooled and per answer model (base or fine-tuned; the `model` column
+is used only to report agreement, never as a feature or threshold):
+- `cv`: nested CV over the whole file; its out-of-fold verdicts (`cv_oof`) are the judge's measured
+  error rates that the stats stage corrects accuracies with;
+- `cv_development`: nested CV over the development slice only, on which the features were chosen;
+- `holdout`: the model fitted on the development slice, scored once on the held-out slice (a fixed
+  fifth of the questions, by a hash of item_id), which no modelling choice looked at.
+The shipped parameters are then fitted on every row.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -27,7 +37,7 @@ from tqdm.auto import tqdm
 from rbiqa import paths as P
 from rbiqa.config import setup_logging
 from rbiqa.io import sha256_file, write_json
-from rbiqa.judge.agreement_stats import kappa_summary
+from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
 from rbiqa.judge.calibration_data import load_calibration_csv
 from rbiqa.judge.embeddings import EMBEDDING_MODEL_NAME, get_embedder
 from rbiqa.judge.features import Triple, embedding_scores, feature_matrix
@@ -37,6 +47,14 @@ log = logging.getLogger(__name__)
 PARAMS_PATH = Path(__file__).with_name("reference_params.json")
 EMBED_CACHE = P.CACHE / "judge_fit" / "embeddings.npz"  # fit-time only; not the judgment cache
 THRESHOLDS = np.round(np.arange(0.20, 0.801, 0.01), 2)
+HOLDOUT_SALT = "holdout:"  # held-out slice: sha256(salt + item_id) % HOLDOUT_MODULUS == 0
+HOLDOUT_MODULUS = 5
+
+
+def holdout_mask(item_ids) -> np.ndarray:
+    """The fixed fifth of the questions (both answers of each) kept out of every modelling choice."""
+    digest = (hashlib.sha256((HOLDOUT_SALT + str(i)).encode()).hexdigest() for i in item_ids)
+    return np.array([int(h, 16) % HOLDOUT_MODULUS == 0 for h in digest])
 
 
 def make_model(c: float, seed: int):
@@ -88,23 +106,43 @@ def compute_features(df, progress: bool = True) -> tuple[np.ndarray, list[str]]:
     return x, names
 
 
+def _summary(y, pred, groups, model, n_boot: int, seed: int) -> dict:
+    out = kappa_summary(y, pred, clusters=groups, n_boot=n_boot, seed=seed)
+    out["per_model"] = agreement_by_group(y, pred, model, clusters=groups, n_boot=n_boot, seed=seed)
+    return out
+
+
 def fit(csv: Path, c: float, seed: int, n_splits: int, n_boot: int) -> dict:
     df = load_calibration_csv(csv)
     y = df["judge_score"].to_numpy()
     groups = df["item_id"].to_numpy()
+    model_col = df["model"].astype(str).to_numpy() if "model" in df else np.full(len(df), "all")
     x, names = compute_features(df)
+
     p_oof, pred, fold_thresholds = nested_cv(x, y, groups, c, seed, n_splits)
-    cv_summary = kappa_summary(y, pred, clusters=groups, n_boot=n_boot, seed=seed)
-    cv_summary["fold_thresholds"] = fold_thresholds
-    cv_summary["n_splits"] = n_splits
-    cv_summary["grouped_by"] = "item_id"
-    cv_summary["nested_threshold"] = True
+    cv_summary = _summary(y, pred, groups, model_col, n_boot, seed)
+    cv_summary.update(
+        fold_thresholds=fold_thresholds, n_splits=n_splits, grouped_by="item_id", nested_threshold=True
+    )
+
+    held = holdout_mask(groups)
+    dev = ~held
+    _, dev_pred, _ = nested_cv(x[dev], y[dev], groups[dev], c, seed, n_splits)
+    dev_summary = _summary(y[dev], dev_pred, groups[dev], model_col[dev], n_boot, seed)
+    dev_threshold = best_threshold(y[dev], oof_probabilities(x[dev], y[dev], groups[dev], c, seed, n_splits))
+    dev_model = make_model(c, seed).fit(x[dev], y[dev])
+    held_pred = (dev_model.predict_proba(x[held])[:, 1] >= dev_threshold).astype(int)
+    held_summary = _summary(y[held], held_pred, groups[held], model_col[held], n_boot, seed)
+    held_summary.update(
+        threshold=dev_threshold, rule=f"sha256({HOLDOUT_SALT!r} + item_id) % {HOLDOUT_MODULUS} == 0"
+    )
+
     threshold = best_threshold(y, oof_probabilities(x, y, groups, c, seed, n_splits))
     model = make_model(c, seed).fit(x, y)
     scaler, lr = model[0], model[1]
     _, group_codes = np.unique(groups, return_inverse=True)
     return {
-        "version": 1,
+        "version": 2,
         "features": names,
         "scaler_mean": scaler.mean_.tolist(),
         "scaler_scale": scaler.scale_.tolist(),
@@ -120,14 +158,19 @@ def fit(csv: Path, c: float, seed: int, n_splits: int, n_boot: int) -> dict:
             "n_rows": int(len(y)),
             "n_items": int(len(set(groups))),
             "positive_rate": float(y.mean()),
+            "positive_rate_by_model": {m: float(y[model_col == m].mean()) for m in sorted(set(model_col))},
         },
         "cv": cv_summary,
-        # Out-of-fold labels/predictions, so judge_agreement can recompute CIs without the CSV.
+        "cv_development": dev_summary,
+        "holdout": held_summary,
+        # Out-of-fold labels/predictions, so judge_agreement and the judge-error correction of the stats
+        # stage can work without the CSV. `model`: b = base answer, f = fine-tuned answer, per row.
         "cv_oof": {
             "y_true": "".join(map(str, y.tolist())),
             "y_pred": "".join(map(str, pred.tolist())),
             "p": [round(float(v), 4) for v in p_oof],
             "cluster": group_codes.tolist(),
+            "model": "".join("b" if m == "base" else "f" for m in model_col),
         },
         "train_accuracy": float(accuracy_score(y, (model.predict_proba(x)[:, 1] >= threshold).astype(int))),
         "train_confusion": confusion_matrix(y, (model.predict_proba(x)[:, 1] >= threshold)).tolist(),
@@ -146,16 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     params = fit(args.csv, args.C, args.seed, args.folds, args.n_boot)
     write_json(args.out, params)
-    cv = params["cv"]
-    log.info(
-        "wrote %s: CV kappa %.3f [%.3f, %.3f], accuracy %.3f, threshold %.2f",
-        args.out,
-        cv["kappa"],
-        *cv["kappa_ci"],
-        cv["accuracy"],
-        params["threshold"],
-    )
-    print(json.dumps({k: v for k, v in cv.items()}, indent=2))
+    log.info("wrote %s (threshold %.2f)", args.out, params["threshold"])
+    for block in ("cv", "cv_development", "holdout"):
+        b = params[block]
+        gaps = ", ".join(
+            f"{m}: judge {100 * (s['positive_rate_other']):.1f}% vs labels {100 * s['positive_rate_reference']:.1f}%"
+            f" (gap {100 * s['rate_gap']:+.1f} [{100 * s['rate_gap_ci'][0]:+.1f}, {100 * s['rate_gap_ci'][1]:+.1f}])"
+            for m, s in b["per_model"].items()
+        )
+        log.info("%s: kappa %.3f [%.3f, %.3f], n=%d; %s", block, b["kappa"], *b["kappa_ci"], b["n"], gaps)
+    print(json.dumps({k: params[k] for k in ("cv", "cv_development", "holdout")}, indent=2))
     return 0
 
 

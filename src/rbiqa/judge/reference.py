@@ -71,7 +71,9 @@ _EXPLAIN = {
     "num_conflict_any": "conflicting number",
     "hedges": "hedging cues",
     "refusal": "refusal cue",
-    "log_len_ratio": "length ratio (log)",
+    "tok_recall_q10": "worst-matched reference words",
+    "tok_recall_low": "share of reference words unmatched",
+    "tok_precision_low": "share of answer words unsupported",
 }
 
 

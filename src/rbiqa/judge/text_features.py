@@ -7,7 +7,6 @@ carry most of that signal; the logistic regression learns how much each one coun
 
 from __future__ import annotations
 
-import math
 import re
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -162,7 +161,6 @@ def lexical_scores(question: str, reference: str, answer: str) -> dict[str, floa
     ref_terms = capitalised_terms(reference) - capitalised_terms(question)
     ans_terms = capitalised_terms(answer) - capitalised_terms(question)
     rb, ab = bigrams(reference), bigrams(answer)
-    n_ref, n_ans = len(_TOKEN.findall(reference)), len(_TOKEN.findall(answer))
     return {
         "kw_recall": _ratio(len(r & a), len(r)),
         "kw_recall_novel": _ratio(len(novel & a), len(novel)),
@@ -171,8 +169,6 @@ def lexical_scores(question: str, reference: str, answer: str) -> dict[str, floa
         "bigram_recall": _ratio(len(rb & ab), len(rb)),
         "term_recall": _term_recall(ref_terms, a_low, a),
         "term_precision": _term_recall(ans_terms, reference.lower(), r),
-        "log_len_ratio": math.log((n_ans + 1) / (n_ref + 1)),
-        "log_answer_len": math.log(n_ans + 1),
         "hedges": float(hedge_count(answer)),
         "refusal": float(refusal_count(answer) > 0),
         **clause_coverage(question, reference, answer),

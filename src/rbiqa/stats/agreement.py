@@ -87,4 +87,11 @@ def read_agreement(path: Path, preferred: str | None = None) -> dict:
         return {"available": False, "reason": f"{path} has no block with a kappa", "blocks": {}}
     order = [preferred, *PREFERRED_BLOCKS] if preferred else list(PREFERRED_BLOCKS)
     primary = next((k for k in order if k in blocks), sorted(blocks)[0])
-    return {"available": True, "primary": primary, "blocks": blocks, "source": str(path)}
+    out = {"available": True, "primary": primary, "blocks": blocks, "source": str(path)}
+    ref = raw.get("reference_vs_labels") if isinstance(raw, dict) else None
+    if isinstance(ref, dict):  # the reference judge per answer model and on its held-out slice
+        out["per_model"] = ref.get("per_model") or {}
+        out["holdout"] = ref.get("holdout") or {}
+    if isinstance(raw, dict) and isinstance(raw.get("human_labels"), dict):
+        out["human_labels"] = raw["human_labels"]  # per eval set vs data/labels (rbiqa.judge.labels)
+    return out

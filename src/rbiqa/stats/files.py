@@ -17,6 +17,7 @@ SECTIONS = (
     "seeds",
     "judge_agreement",
     "reference_loss",
+    "corrected",
     "summary",
 )
 MANIFEST = P.METRICS / "manifest.json"

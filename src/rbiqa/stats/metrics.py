@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from rbiqa.stats.categories import category_accuracy, category_tests
+from rbiqa.stats.corrected import CorrectionInput, compute_corrected
 from rbiqa.stats.intervals import EmptySampleError, cluster_bootstrap_ci, wilson_ci
 from rbiqa.stats.paired import pair_items, paired_comparison
 from rbiqa.stats.power import paired_mdd, unpaired_mdd
@@ -247,10 +248,12 @@ def compute_all(
     replicates: Mapping[str, Sequence[str]] | None = None,
     reference_nll: pd.DataFrame | None = None,
     reference_nll_sets: Sequence[str] = (),
+    correction: CorrectionInput | None = None,
 ) -> dict[str, dict]:
     """Every section; `finetuned` names the fine-tuned arms and `replicates` the seed-replicate groups
     (both from rbiqa.study: arm.kind and arm.replicate_of); `reference_nll` is the long table of the
-    teacher-forced reference losses (rbiqa.stats.reference_loss) of `reference_nll_sets`."""
+    teacher-forced reference losses (rbiqa.stats.reference_loss) of `reference_nll_sets`; `correction`
+    the judge's calibration and each arm's answer kind (rbiqa.stats.corrected; None = no correction)."""
     study = Study(
         results,
         settings,
@@ -275,5 +278,6 @@ def compute_all(
         "seeds": compute_seeds(study, accuracy),
         "judge_agreement": agreement,
         "reference_loss": ref_loss,
+        "corrected": compute_corrected(study, comparison_pairs(study), correction),
         "summary": compute_summary(study, accuracy, paired, agreement, ref_loss),
     }

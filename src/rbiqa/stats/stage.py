@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -11,6 +12,7 @@ from rbiqa.config import to_container
 from rbiqa.io import write_json
 from rbiqa.manifest import write_manifest
 from rbiqa.stats.agreement import read_agreement
+from rbiqa.stats.corrected import correction_input
 from rbiqa.stats.files import MANIFEST, all_metric_paths, metric_path
 from rbiqa.stats.load import load_results
 from rbiqa.stats.metrics import StatsSettings, compute_all
@@ -31,6 +33,15 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     if not agreement["available"]:
         log.warning("judge agreement unavailable: %s", agreement["reason"])
     nll_sets = [e for e in (cfg.generate.get("reference_loss_sets") or []) if e in eval_sets]
+    model = cfg.get("model") or {}
+    correction = correction_input(
+        stats_cfg,
+        to_container(cfg.judge),
+        {a: study.kind(a) for a in arms},
+        applied_to_model=model.get("hf_id") or model.get("name"),
+    )
+    if not correction.available:
+        log.warning("no correction for judge error: %s", correction.reason)
     metrics = compute_all(
         results,
         settings,
@@ -41,6 +52,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         study.replicate_groups(),
         load_reference_nll(arms, nll_sets),
         nll_sets,
+        correction,
     )
     for section, obj in metrics.items():
         write_json(metric_path(section), obj)
@@ -48,6 +60,8 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     inputs += [P.eval_set_path(e) for e in eval_sets]
     inputs += [P.judgments(a, e) for a in arms for e in eval_sets]
     inputs += [P.generations(a, e) for a in arms for e in nll_sets]
+    if correction.available:
+        inputs.append(_repo_relative(Path(correction.calibration.source)))
     counts = metrics["summary"]
     write_manifest(
         MANIFEST,
@@ -63,3 +77,11 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         },
     )
     return metrics
+
+
+def _repo_relative(path: Path) -> Path:
+    """Package files as the rules name them (src/rbiqa/...), so manifests match across clones."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
