@@ -307,7 +307,7 @@ def sample(tmp_path_factory):
             {
                 "corrected": {
                     **KINDS_CFG["corrected"],
-                    "skip_eval_sets": ["unanswerable"],
+                    "skip_eval_sets": {"unanswerable": "abstention detector"},
                     "calibration_answers": "Qwen2.5-3B-Instruct",
                     "calibration_labels": "Gemini 2.0 Flash",
                 }
@@ -380,3 +380,16 @@ def test_shipped_error_rates_match_the_calibration_counts():
         assert r["sensitivity"] == pytest.approx(((p == 1) & (y == 1) & m).sum() / (m & (y == 1)).sum())
         assert r["specificity"] == pytest.approx(((p == 0) & (y == 0) & m).sum() / (m & (y == 0)).sum())
         assert r["sens_lo"] <= r["sensitivity"] <= r["sens_hi"]
+
+
+def test_every_uncorrected_set_names_its_reason():
+    from rbiqa.stats.corrected import CorrectionSettings
+
+    cfg = {"corrected": {**KINDS_CFG["corrected"], "skip_eval_sets": ["general"]}}
+    with pytest.raises(InputError, match="reason it is not corrected"):
+        CorrectionSettings.from_config(cfg)
+    cfg["corrected"]["skip_eval_sets"] = {"general": "  "}
+    with pytest.raises(InputError, match="reason it is not corrected"):
+        CorrectionSettings.from_config(cfg)
+    cfg["corrected"]["skip_eval_sets"] = {"general": "outside the calibration"}
+    assert CorrectionSettings.from_config(cfg).skip_eval_sets == {"general": "outside the calibration"}

@@ -59,7 +59,7 @@ class CorrectionSettings:
     """The `corrected:` block of conf/stats."""
 
     answer_kinds: Mapping[str, str]  # arm kind -> answer kind whose error rates apply
-    skip_eval_sets: tuple[str, ...] = ("unanswerable",)
+    skip_eval_sets: Mapping[str, str] = field(default_factory=dict)  # {eval set: why it is not corrected}
     calibration_answers: str | None = None  # who wrote the calibration answers (report text)
     calibration_labels: str | None = None  # who labelled them (the reference standard)
 
@@ -84,7 +84,7 @@ class CorrectionSettings:
             raise InputError(f"stats.corrected.answer_kinds: no answer kind for arm kind(s) {unmapped}")
         return cls(
             answer_kinds=mapping,
-            skip_eval_sets=tuple(str(e) for e in (c.get("skip_eval_sets", cls.skip_eval_sets) or ())),
+            skip_eval_sets=_skip_reasons(c.get("skip_eval_sets")),
             calibration_answers=c.get("calibration_answers"),
             calibration_labels=c.get("calibration_labels"),
         )
@@ -211,7 +211,17 @@ class CorrectionInput:
         return self.calibration is not None
 
 
-SKIP_REASON = "judged by the abstention detector, whose errors the calibration does not measure"
+def _skip_reasons(raw) -> dict[str, str]:
+    """stats.corrected.skip_eval_sets: {eval set: why its accuracy is not corrected}; the reason is
+    printed in the report, so a set cannot be left out without saying why."""
+    if not raw:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) and v.strip() for v in raw.values()):
+        raise InputError(
+            "stats.corrected.skip_eval_sets must map each eval set to the reason it is not corrected, "
+            f"e.g. {{unanswerable: judged by the abstention detector}}; got {raw!r}"
+        )
+    return {str(k): str(v).strip() for k, v in raw.items()}
 
 
 def correction_input(
@@ -233,7 +243,7 @@ def correction_input(
     }
     common = {
         "arm_answer_kind": s.arm_answer_kinds(arm_kinds),
-        "skip_eval_sets": {e: SKIP_REASON for e in s.skip_eval_sets},
+        "skip_eval_sets": dict(s.skip_eval_sets),
         "provenance": provenance,
     }
     if backend != "reference":
