@@ -5,17 +5,36 @@
 
 Invalid rows go to a quarantine file with their reasons, never silently dropped. The run fails when more
 than `data.max_invalid_frac` of the rows are quarantined: at that point something is wrong with the source,
-and continuing would quietly bias the study.
+and continuing would quietly bias the study. One hostile row never stops the run: each quarantined row has
+one counted `reason` (the report and manifest count them per set) and keeps what it was:
+
+| reason        | what                                                  | kept as                           |
+|---------------|-------------------------------------------------------|-----------------------------------|
+| encoding      | a line that is not UTF-8, or a lone surrogate in text | `raw.base64` (+ escaped text)     |
+| control_chars | NUL or another control character (not tab/CR/LF)      | `raw.text` or `row`               |
+| oversized     | a line over `data.max_row_bytes` (never parsed), or a | `raw.head`, `raw.offset`,         |
+|               | question/answer over `data.max_text_chars`            | `raw.bytes`, `raw.sha256` / `row` |
+| json          | not valid JSON                                        | `raw.text`                        |
+| not_object    | JSON, but not an object                               | `raw.text`                        |
+| schema        | fails its pydantic schema                             | `row`                             |
+| duplicate_id  | an id seen before                                     | `row`                             |
+
+An oversized line is streamed, hashed and skipped rather than read into memory: its bytes stay in the
+input file, whose sha256 the manifest records, at `raw.offset` (`raw.bytes` long, `raw.sha256`).
+The quarantine file is written as ASCII JSON, so NULs, control characters and lone surrogates survive it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,64 +55,183 @@ OFFLINE_HINT = (
 )
 
 
-def _reasons(err: ValidationError) -> list[str]:
+HEAD_BYTES = 4096  # how much of an oversized line the quarantine shows
+# C0 controls but tab, LF and CR (never valid raw in JSON text), DEL and C1: never meant in a question or
+# answer, and NUL in particular truncates text in C-backed tools. A lone surrogate (from a JSON "\ud800"
+# escape) cannot even be written back as UTF-8.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """A raw line that never became a row: quarantined under `reason` with its bytes (see the module
+    docstring for how they are kept)."""
+
+    reason: str
+    detail: str
+    raw: dict[str, Any]
+
+
+def _schema_reasons(err: ValidationError) -> list[str]:
     return [f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in err.errors()]
 
 
+def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where or "row", value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{where}[{i}]")
+
+
+def _char_problems(row: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """(reason, details) for the first kind of forbidden character in the raw row's strings. Checked on
+    the raw values: the schema's whitespace stripping would silently eat a trailing control character."""
+    for reason, pattern in (("encoding", _SURROGATE), ("control_chars", _CONTROL)):
+        found = [
+            f"{field}: {'lone surrogate' if reason == 'encoding' else 'control character'} "
+            f"U+{ord(m.group()):04X} at char {m.start()}"
+            for field, text in _strings(row)
+            if (m := pattern.search(text))
+        ]
+        if found:
+            return reason, found
+    return None
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    return len(json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
 def validate_rows(
-    rows: Iterable[dict[str, Any]], model: type[BaseModel], max_text_chars: int, source: str
+    rows: Iterable[dict[str, Any] | Unparseable],
+    model: type[BaseModel],
+    max_text_chars: int,
+    source: str,
+    lines: Sequence[int] | None = None,
+    max_row_bytes: int | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Split rows into valid records and quarantined rows (with reasons); ids must be unique."""
+    """Split rows into valid records and quarantine records, each with one counted `reason` and its
+    details; ids must be unique. `lines` gives each row's line in its file, for the quarantine."""
     good: list[dict] = []
     bad: list[dict] = []
     seen: set[str] = set()
     for i, row in enumerate(rows):
-        reasons: list[str] = []
-        rec = None
+        where = {"line": lines[i]} if lines is not None else {}
         if isinstance(row, Unparseable):
-            reasons = [f"row: {row}"]
+            bad.append({"source": source, "index": i, **where, "reason": row.reason,
+                        "reasons": [row.detail], "raw": row.raw})  # fmt: skip
+            continue
+        problems: list[tuple[str, str]] = []
+        rec = None
+        if max_row_bytes and (size := _row_bytes(row)) > max_row_bytes:
+            problems.append(("oversized", f"row: {size} bytes > data.max_row_bytes={max_row_bytes}"))
+        elif chars := _char_problems(row):
+            problems += [(chars[0], d) for d in chars[1]]
         else:
             try:
                 rec = model.model_validate(row)
             except ValidationError as e:
-                reasons = _reasons(e)
+                problems += [("schema", r) for r in _schema_reasons(e)]
         if rec is not None:
             data = rec.model_dump()
             for field in ("question", "answer"):
                 if field in data and len(data[field]) > max_text_chars:
-                    reasons.append(f"{field}: oversized ({len(data[field])} > {max_text_chars} chars)")
+                    problems.append(
+                        ("oversized", f"{field}: oversized ({len(data[field])} > {max_text_chars} chars)")
+                    )
             if data["id"] in seen:
-                reasons.append(f"id: duplicate id {data['id']!r}")
-        if reasons:
-            bad.append({"source": source, "index": i, "reasons": reasons, "row": row})
+                problems.append(("duplicate_id", f"id: duplicate id {data['id']!r}"))
+        if problems:
+            bad.append({"source": source, "index": i, **where, "reason": problems[0][0],
+                        "reasons": [d for _, d in problems], "row": row})  # fmt: skip
         else:
             seen.add(data["id"])
             good.append(data)
     return good, bad
 
 
-def read_local(path: str | Path) -> list[Any]:
-    """Read a JSONL file. A line that is not a JSON object is kept as an `Unparseable` marker, so that
-    it is quarantined with its line number instead of aborting the whole run or vanishing."""
+def _escaped(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _parse_line(raw: bytes, lineno: int) -> dict[str, Any] | Unparseable:
+    """One line (without its line break) as a row, or as an Unparseable that keeps its bytes."""
+    try:
+        text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        return Unparseable(
+            "encoding",
+            f"line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start})",
+            {"base64": base64.b64encode(raw).decode("ascii"), "text": _escaped(raw)},
+        )
+    if m := _CONTROL.search(text):
+        return Unparseable(
+            "control_chars",
+            f"line {lineno}: raw control character U+{ord(m.group()):04X} at char {m.start()}",
+            {"text": text},
+        )
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Unparseable("json", f"line {lineno}: not valid JSON ({e.msg})", {"text": text})
+    if not isinstance(row, dict):
+        return Unparseable("not_object", f"line {lineno}: not a JSON object", {"text": text})
+    return row
+
+
+def read_local(path: str | Path, max_row_bytes: int | None = None) -> tuple[list[Any], list[int]]:
+    """Read a JSONL file as bytes: (rows, their line numbers). A line that cannot become a row is kept
+    as an `Unparseable`, so that it is quarantined with its reason and line number instead of aborting
+    the whole run or vanishing. A line over `max_row_bytes` (line break not counted) is hashed in pieces
+    and never held whole."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"corpus file {path} does not exist")
+    # +2: room for a CRLF, so that a line of exactly max_row_bytes is read whole
+    limit = max_row_bytes + 2 if max_row_bytes else -1
     rows: list[Any] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    lines: list[int] = []
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno in itertools.count(1):
+            start = offset
+            raw = f.readline(limit)
+            if not raw:
+                break
+            offset += len(raw)
+            complete = raw.endswith(b"\n") or len(raw) < limit or limit < 0
+            body = raw.rstrip(b"\r\n") if complete else raw
+            if max_row_bytes and (not complete or len(body) > max_row_bytes):
+                h = hashlib.sha256(raw)
+                while not complete and (piece := f.readline(1 << 20)):
+                    h.update(piece)
+                    offset += len(piece)
+                    complete = piece.endswith(b"\n")
+                rows.append(
+                    Unparseable(
+                        "oversized",
+                        f"line {lineno}: {offset - start} bytes, over data.max_row_bytes={max_row_bytes}; "
+                        "not parsed",
+                        {
+                            "head": _escaped(raw[:HEAD_BYTES]),
+                            "offset": start,
+                            "bytes": offset - start,
+                            "sha256": h.hexdigest(),
+                        },
+                    )
+                )
+                lines.append(lineno)
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                rows.append(Unparseable(f"line {lineno}: not valid JSON ({e.msg})"))
+            if not body.strip():
                 continue
-            rows.append(row if isinstance(row, dict) else Unparseable(f"line {lineno}: not a JSON object"))
-    return rows
-
-
-class Unparseable(str):
-    """A raw line that could not be parsed; its text is the reason."""
+            rows.append(_parse_line(raw[:-1] if raw.endswith(b"\n") else raw, lineno))
+            lines.append(lineno)
+    return rows, lines
 
 
 def subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -149,38 +287,51 @@ def load_hf(cfg: DictConfig) -> list[dict]:
     return [map_hf_row(dict(r), columns) for r in ds]
 
 
+def _write_quarantine(rows: list[dict]) -> None:
+    # ASCII JSON: a NUL, a control character or a lone surrogate is written as a \u escape, losslessly
+    write_jsonl(P.RAW_QUARANTINE, rows, ensure_ascii=True)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     d = cfg.data
+    max_row_bytes = d.get("max_row_bytes")
     if d.source == "local":
-        qa_rows = read_local(d.path)
+        qa_rows, qa_lines = read_local(d.path, max_row_bytes)
     elif d.source == "hf":
-        qa_rows = load_hf(d)
+        qa_rows, qa_lines = load_hf(d), None
     else:
         raise InputError(f"data.source must be 'local' or 'hf', got {d.source!r}")
 
     sets = {
-        "qa": (qa_rows, QARecord, P.RAW_QA),
-        "unanswerable": (read_local(d.unanswerable_path), UnanswerableRecord, P.RAW_UNANSWERABLE),
-        "general": (read_local(d.general_path), GeneralRecord, P.RAW_GENERAL),
+        "qa": (qa_rows, qa_lines, QARecord, P.RAW_QA),
+        "unanswerable": (
+            *read_local(d.unanswerable_path, max_row_bytes),
+            UnanswerableRecord,
+            P.RAW_UNANSWERABLE,
+        ),
+        "general": (*read_local(d.general_path, max_row_bytes), GeneralRecord, P.RAW_GENERAL),
     }
     report: dict[str, Any] = {"data": d.name, "sets": {}}
     quarantine: list[dict] = []
-    for name, (rows, model, out) in sets.items():
-        good, bad = validate_rows(rows, model, d.max_text_chars, name)
+    for name, (rows, lines, model, out) in sets.items():
+        good, bad = validate_rows(rows, model, d.max_text_chars, name, lines, max_row_bytes)
         quarantine.extend(bad)
         frac = len(bad) / max(len(rows), 1)
-        reasons = Counter(r.split(":")[0] for b in bad for r in b["reasons"])
+        reasons = Counter(b["reason"] for b in bad)  # one reason per row: they sum to `quarantined`
         report["sets"][name] = {
             "rows_in": len(rows),
             "valid": len(good),
             "quarantined": len(bad),
             "quarantined_frac": round(frac, 4),
-            "reasons": dict(reasons),
+            "reasons": dict(sorted(reasons.items())),
         }
+        if reasons:
+            log.warning("%s: %d rows quarantined: %s", name, len(bad), dict(reasons))
         if not good:
-            raise InputError(f"{name}: no valid rows out of {len(rows)}")
+            _write_quarantine(quarantine)
+            raise InputError(f"{name}: no valid rows out of {len(rows)}; see {P.RAW_QUARANTINE} for why")
         if frac > d.max_invalid_frac:
-            write_jsonl(P.RAW_QUARANTINE, quarantine)
+            _write_quarantine(quarantine)
             raise InputError(
                 f"{name}: {len(bad)}/{len(rows)} rows invalid ({frac:.1%} > data.max_invalid_frac="
                 f"{d.max_invalid_frac}); see {P.RAW_QUARANTINE} for the rows and reasons"
@@ -191,15 +342,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             report["sets"][name]["subsampled_to"] = len(good)
         write_jsonl(out, good)
         log.info("%s: %d valid, %d quarantined", name, len(good), len(bad))
-    write_jsonl(P.RAW_QUARANTINE, quarantine)
-    report["snapshot_sha256"] = {k: sha256_path(v[2]) for k, v in sets.items()}
+    _write_quarantine(quarantine)
+    report["snapshot_sha256"] = {k: sha256_path(v[3]) for k, v in sets.items()}
     write_json(P.RAW_REPORT, report)
     outputs = [P.RAW_QA, P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_QUARANTINE, P.RAW_REPORT]
     inputs = [P.stamp("download_data")]
     if d.source == "local":
         inputs.append(d.path)
     inputs += [d.unanswerable_path, d.general_path]
-    extra = {"snapshot_sha256": report["snapshot_sha256"]}
+    extra = {
+        "snapshot_sha256": report["snapshot_sha256"],
+        "quarantined": {k: v["reasons"] for k, v in report["sets"].items()},
+    }
     if d.source == "hf":
         extra["hf"] = {"repo": d.hf_repo, "revision": d.hf_revision, "split": d.hf_split}
     write_manifest(P.RAW_MANIFEST, "download_data", to_container(cfg), inputs, outputs, extra)

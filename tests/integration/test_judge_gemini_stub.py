@@ -23,7 +23,7 @@ from rbiqa.io import read_json, read_jsonl
 from rbiqa.judge.stage import main as judge_main
 from rbiqa.judge.tasks import JudgeConfigError
 from rbiqa.schemas import EvalItem, Generation
-from tests.stubs.gemini_stub import GeminiStub
+from tests.stubs.gemini_stub import GeminiStub, marker_key
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "stub-secret-key-0123456789"
@@ -50,7 +50,7 @@ def verdicts(zero: set[str] = frozenset(), delay_s: float = 0.0):
 
 
 def per_item(stub: GeminiStub, ids) -> dict[str, int]:
-    return {i: n for i in ids if (n := stub.count(f"[[{i}]]"))}
+    return {i: n for i in ids if (n := stub.count(i))}
 
 
 def write_project(root: Path, n: int, failed_generation: set[str] = frozenset()) -> list[str]:
@@ -112,9 +112,11 @@ def test_injected_faults_end_judged_or_missing_and_rerun_uses_cache(project):
         "g006": ["500"] * 4,  # never recovers within 4 attempts -> missing
         "g007": ["malformed"] * 4,  # never valid -> missing
     }
-    with GeminiStub(responder=verdicts(zero={"g001", "g004"}), timeout_sleep_s=2.5) as stub:
+    with GeminiStub(
+        responder=verdicts(zero={"g001", "g004"}), timeout_sleep_s=2.5, item_key=marker_key
+    ) as stub:
         for item, faults in script.items():
-            stub.script(f"[[{item}]]", faults)
+            stub.script(item, faults)
         extra = run_in_process(stub.url)
         first = per_item(stub, ids)
         rows = read_jsonl(P.judgments("base", "test_unseen"))
@@ -176,7 +178,7 @@ def test_kill_mid_run_then_rerun_repeats_no_cached_call(project):
     n = 12
     ids = write_project(project, n)
     env = {**os.environ, "GOOGLE_API_KEY": KEY, "RBIQA_CONF_DIR": str(REPO / "conf"), "PYTHONUNBUFFERED": "1"}
-    with GeminiStub(responder=verdicts(delay_s=0.4)) as stub:
+    with GeminiStub(responder=verdicts(delay_s=0.4), item_key=marker_key) as stub:
         cmd = [sys.executable, "-m", "rbiqa.judge", "arm=base", "+eval_set=test_unseen", *FAST]
         cmd += ["judge.concurrency=1", f"judge.base_url={stub.url}"]
         proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -67,18 +67,22 @@ def run(c, ts, cache=None, **kw):
 
 
 def test_every_fault_kind_is_retried_then_succeeds(api_key, stub):
-    stub.script("q0", ["429", "500", "503", "timeout", "malformed", "invalid_schema"])
-    c = client(stub, retry=RetryPolicy(max_attempts=8, initial_s=0.01, max_s=0.05, jitter_s=0.01))
+    faults = ["429", "500", "503", "timeout", "reset", "malformed", "invalid_schema", "empty", "non_json",
+              "empty_body"]  # fmt: skip
+    stub.script("q0", faults)
+    c = client(stub, retry=RetryPolicy(max_attempts=11, initial_s=0.01, max_s=0.05, jitter_s=0.01))
     [res] = run(c, tasks(1))
     assert res.ok and res.value == {"rephrasings": ["R(q0)"]}
-    assert stub.count("q0") == 7
-    assert c.stats.requests == 7 and c.stats.retries == 6
+    assert [r.fault for r in stub.requests] == [*faults, "ok"]
+    assert c.stats.requests == 11 and c.stats.retries == 10 and c.stats.retry_after_waits == 1
     assert c.stats.errors == {
         "http_429": 1,
         "http_500": 1,
         "http_503": 1,
         "timeout": 1,
-        "invalid_response": 2,
+        "connection": 1,
+        "non_json_body": 1,
+        "invalid_response": 4,  # malformed, wrong schema, empty text, and a 200 with no body (no candidates)
     }
     body = stub.requests[-1].body
     assert body["generationConfig"]["responseMimeType"] == "application/json"

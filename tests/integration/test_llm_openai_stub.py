@@ -41,11 +41,16 @@ def make(stub, **kw):
 
 def test_faults_retried_and_request_shape(stub, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-stub-123456")
-    stub.script("abc", ["429", "500", "timeout", "malformed", "invalid_schema"])
+    faults = ["429", "500", "timeout", "reset", "malformed", "invalid_schema", "empty", "non_json",
+              "empty_body"]  # fmt: skip
+    stub.script("abc", faults)
     c = make(stub, api_key_env="OPENAI_API_KEY")
+    c.retry = RetryPolicy(max_attempts=10, initial_s=0.01, max_s=0.05, jitter_s=0.01)
     [res] = run(c, [JsonTask(cache_key(p="abc"), "abc", Verdict, system="be terse", temperature=0.0, seed=3)])
     assert res.ok and res.value == {"score": 3}
-    assert stub.count("abc") == 6
+    assert [r.fault for r in stub.requests] == [*faults, "ok"]
+    assert c.stats.errors == {"http_429": 1, "http_500": 1, "timeout": 1, "connection": 1,
+                              "invalid_response": 3, "non_json_body": 2}  # fmt: skip
     body = stub.requests[-1].body
     assert body["model"] == "served-model" and body["seed"] == 3
     assert body["messages"][0] == {"role": "system", "content": "be terse"}

@@ -35,6 +35,11 @@ SOURCES = {
 ANSWER = {"s3": "Officially valid documents such as a passport, driving licence or voter identity card."}
 
 
+def question_key(prompt: str) -> str:
+    """A rephrase request's item: the question it asks about (the prompt's last line)."""
+    return re.search(r"^Question: (.+)$", prompt, re.M).group(1)
+
+
 def make_responder():
     served = defaultdict(int)
     by_question = {q: sid for sid, (q, _, _) in SOURCES.items()}
@@ -82,9 +87,9 @@ def cfg_for(stub):
 
 
 def test_stage_with_gemini_stub(workdir):
-    with GeminiStub(responder=make_responder()) as stub:
+    with GeminiStub(responder=make_responder(), item_key=question_key) as stub:
         stub.default_fault = lambda prompt, n: "500" if "Which body regulates" in prompt else "ok"
-        stub.script("How many days does a bank", ["429", "malformed"])
+        stub.script(SOURCES["s2"][0], ["429", "malformed"])
         report = run(cfg_for(stub))
         first_calls = stub.total
 

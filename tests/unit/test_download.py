@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rbiqa.download import map_hf_row, read_local, run, validate_rows
+from rbiqa.download import Unparseable, map_hf_row, read_local, run, validate_rows
 from rbiqa.io import InputError, read_json, read_jsonl
 from rbiqa.schemas import QARecord
 
@@ -70,11 +70,27 @@ def test_duplicate_ids_quarantined():
 
 def test_unparseable_lines_are_kept_for_quarantine(tmp_path):
     f = tmp_path / "c.jsonl"
-    f.write_text(json.dumps(GOOD) + "\n{not json\n[1, 2]\n\n")
-    rows = read_local(f)
-    good, bad = validate_rows(rows, QARecord, 4000, "qa")
+    f.write_text(json.dumps(GOOD) + "\n{not json\n\n[1, 2]\n\n")
+    rows, lines = read_local(f)
+    good, bad = validate_rows(rows, QARecord, 4000, "qa", lines)
     assert len(good) == 1 and len(bad) == 2
-    assert "line 2" in bad[0]["reasons"][0] and "line 3" in bad[1]["reasons"][0]
+    assert [(b["line"], b["reason"], b["raw"]["text"]) for b in bad] == [
+        (2, "json", "{not json"),
+        (4, "not_object", "[1, 2]"),
+    ]
+    assert "line 2" in bad[0]["reasons"][0] and "line 4" in bad[1]["reasons"][0]
+
+
+def test_row_byte_limit_is_exact_and_ignores_the_line_break(tmp_path):
+    line = json.dumps(GOOD).encode()
+    f = tmp_path / "c.jsonl"
+    f.write_bytes(line + b"\r\n" + line[:-1] + b', "x": 1}\r\n' + line)  # the last line has no line break
+    rows, lines = read_local(f, max_row_bytes=len(line))
+    assert isinstance(rows[0], dict) and isinstance(rows[2], dict) and lines == [1, 2, 3]
+    assert isinstance(rows[1], Unparseable) and rows[1].reason == "oversized"
+    assert (
+        rows[1].raw["offset"] == len(line) + 2 and rows[1].raw["bytes"] == len(line) + 10
+    )  # 8 more, and CRLF
 
 
 def test_hf_mapping_and_missing_column():
@@ -132,7 +148,7 @@ def test_run_writes_snapshot_quarantine_and_manifest(tmp_path, monkeypatch):
         "valid": 2,
         "quarantined": 1,
         "quarantined_frac": round(1 / 3, 4),
-        "reasons": {"answer": 1},
+        "reasons": {"schema": 1},
     }
     assert len(read_jsonl("data/raw/qa.jsonl")) == 2
     q = read_jsonl("data/raw/quarantine.jsonl")

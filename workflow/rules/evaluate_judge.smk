@@ -1,5 +1,6 @@
 # Stage 7: judge every (arm, eval set) generation file, then measure how far the judges can be trusted.
-# The backend is the Hydra group judge/ (reference = offline default, gemini = paper scale).
+# The backend is the Hydra group judge/ (reference = offline default, gemini = paper scale,
+# openai_compatible = any chat-completions server, hf_local = a local model).
 # Targets: P.judgments(arm, eval_set) for each arm and eval set, and P.JUDGE_AGREEMENT.
 
 # Files that decide verdicts besides the data: a refit or a new prompt wording reruns the judge.

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 from rbiqa.judge.tasks import JudgeBackend, JudgeConfigError
 
-BACKENDS = ("reference", "gemini", "hf_local")
+BACKENDS = ("reference", "gemini", "openai_compatible", "hf_local")
 
 
 def make_backend(jcfg: DictConfig) -> JudgeBackend:
@@ -15,10 +15,10 @@ def make_backend(jcfg: DictConfig) -> JudgeBackend:
         from rbiqa.judge.reference import ReferenceJudge
 
         return ReferenceJudge(params_path=jcfg.get("params_path"), batch_size=int(jcfg.get("batch_size", 64)))
-    if backend == "gemini":
-        from rbiqa.judge.gemini import GeminiJudge, GeminiSettings
+    if backend in ("gemini", "openai_compatible"):
+        from rbiqa.judge.api import APIJudge, APISettings
 
-        return GeminiJudge(GeminiSettings.from_cfg(jcfg))
+        return APIJudge(APISettings.from_cfg(jcfg))
     if backend == "hf_local":
         from rbiqa.judge.hf_local import HFLocalJudge, HFLocalSettings
 

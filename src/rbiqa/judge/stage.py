@@ -19,7 +19,7 @@ from rbiqa import paths as P
 from rbiqa.config import selected_eval_sets, to_container
 from rbiqa.io import write_jsonl
 from rbiqa.judge.backends import make_backend
-from rbiqa.judge.cache import JudgeCache
+from rbiqa.judge.cache import open_judge_cache
 from rbiqa.judge.inputs import load_eval_items, load_generations
 from rbiqa.judge.prompts import PROMPT_DIR
 from rbiqa.judge.runner import run_judgments
@@ -63,7 +63,8 @@ def main(cfg: DictConfig) -> dict[str, dict]:
 
 def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gens) -> dict:
     t0 = time.perf_counter()
-    with JudgeCache(JUDGE_CACHE_DIR, enabled=bool(cfg.judge.get("cache", True))) as cache:
+    scope, enabled = str(cfg.judge.get("cache_scope", "auto")), bool(cfg.judge.get("cache", True))
+    with open_judge_cache(JUDGE_CACHE_DIR, scope, arm, enabled) as cache:
         judgments, stats = run_judgments(items, gens, arm, backend, cache)
     out = P.judgments(arm, eval_set)
     write_jsonl(out, (j.model_dump() for j in judgments))
@@ -76,9 +77,12 @@ def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gen
         "judge_model": backend.model_id,
         "prompt_hashes": {k: backend.prompt_hash(k) for k in ("reference", "abstention")},
         "counts": counts,
+        "cache": cache.stats(),
         "mean_score_excluding_missing": float(np.mean(scored)) if scored else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if hasattr(backend, "call_stats"):  # API judges: requests sent, retries, errors by kind
+        extra["api"] = backend.call_stats()
     inputs = [
         P.generations(arm, eval_set),
         P.eval_set_path(eval_set),

@@ -8,9 +8,11 @@ reports mean the same thing whichever backend ran, and schema-invalid output is 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,8 +45,18 @@ class InvalidResponseError(ValueError):
     """The model answered, but not with JSON that satisfies the requested schema. Retried."""
 
 
+class NonJSONBodyError(InvalidResponseError):
+    """A 200 reply whose body is not the API's JSON at all (a proxy's HTML error page, an empty body).
+    Retried: it says nothing about the request, and counting it apart from bad model output tells an
+    operator which side failed."""
+
+
 class NonRetryableHTTPError(RuntimeError):
     """A 4xx other than 408/429 from an OpenAI-style server: retrying would repeat the same mistake."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code  # read like google-genai's APIError.code (error kinds, the judge's fatal statuses)
 
 
 def status_is_retryable(code: int | None) -> bool:
@@ -75,17 +87,45 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def error_kind(exc: BaseException) -> str:
-    """Short label for reports: 'http_429', 'http_500', 'timeout', 'invalid_response', ..."""
+    """Short label for reports: 'http_429', 'http_500', 'timeout', 'connection', 'non_json_body',
+    'invalid_response', ..."""
     code = getattr(exc, "code", None)
     if isinstance(exc, httpx.HTTPStatusError):
         code = exc.response.status_code
     if isinstance(code, int):
         return f"http_{code}"
+    if isinstance(exc, NonJSONBodyError):
+        return "non_json_body"
     if isinstance(exc, InvalidResponseError):
         return "invalid_response"
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
         return "timeout"
+    if isinstance(exc, (httpx.TransportError, ConnectionError, *_AIOHTTP_ERRORS)):
+        return "connection"  # reset, refused, or closed without a reply
     return type(exc).__name__
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """The wait a failed reply asked for in its Retry-After header (seconds, or an HTTP date), if any.
+
+    Both clients keep the reply on the exception: httpx.HTTPStatusError.response, and google-genai's
+    APIError.response (an aiohttp or httpx response, sometimes wrapped)."""
+    resp = getattr(exc, "response", None)
+    resp = getattr(resp, "_response", resp)
+    headers = getattr(resp, "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        seconds = float(value)  # RFC 9110 says whole seconds; a fraction costs nothing to accept
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no instruction
 
 
 def redact(text: str) -> str:
@@ -107,6 +147,7 @@ class CallStats:
     succeeded: int = 0
     retries: int = 0
     failed_items: int = 0
+    retry_after_waits: int = 0  # retries that waited as long as the server's Retry-After asked
     errors: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,18 +156,39 @@ class CallStats:
             "succeeded": self.succeeded,
             "retries": self.retries,
             "failed_items": self.failed_items,
+            "retry_after_waits": self.retry_after_waits,
             "errors": dict(sorted(self.errors.items())),
         }
 
 
+class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 (named like tenacity's own waits)
+    """Wait at least what the server's Retry-After asked (up to `cap_s`), else `fallback`'s backoff.
+
+    Retrying a 429 sooner than the server said only earns another 429 and burns an attempt. The cap
+    keeps one hostile or broken header from stalling a stage for hours; past it, the retry goes out
+    at the cap and counts as an attempt like any other."""
+
+    def __init__(self, fallback: tenacity.wait.wait_base, cap_s: float):
+        self.fallback = fallback
+        self.cap_s = cap_s
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = self.fallback(retry_state)
+        outcome = retry_state.outcome
+        after = retry_after_s(outcome.exception() if outcome and outcome.failed else None)
+        return backoff if after is None else max(backoff, min(after, self.cap_s))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; `max_attempts` includes the first call."""
+    """Exponential backoff with jitter, or the server's Retry-After when it asks for longer (honoured up
+    to `max_retry_after_s`); `max_attempts` includes the first call."""
 
     max_attempts: int = 6
     initial_s: float = 1.0
     max_s: float = 30.0
     jitter_s: float = 1.0
+    max_retry_after_s: float = 120.0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> RetryPolicy:
@@ -136,6 +198,7 @@ class RetryPolicy:
             initial_s=float(cfg.get("initial_s", cls.initial_s)),
             max_s=float(cfg.get("max_s", cls.max_s)),
             jitter_s=float(cfg.get("jitter_s", cls.jitter_s)),
+            max_retry_after_s=float(cfg.get("max_retry_after_s", cls.max_retry_after_s)),
         )
 
     def async_retrying(self, stats: CallStats | None = None) -> tenacity.AsyncRetrying:
@@ -143,12 +206,22 @@ class RetryPolicy:
             exc = state.outcome.exception() if state.outcome else None
             if stats is not None:
                 stats.retries += 1
-            log.debug("retrying after %s (attempt %d)", exc and error_kind(exc), state.attempt_number)
+                if retry_after_s(exc) is not None:
+                    stats.retry_after_waits += 1
+            log.debug(
+                "retrying after %s in %.2fs (attempt %d)",
+                exc and error_kind(exc),
+                state.upcoming_sleep,
+                state.attempt_number,
+            )
 
         return tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.initial_s, max=self.max_s, jitter=self.jitter_s
+            wait=wait_retry_after(
+                tenacity.wait_exponential_jitter(
+                    initial=self.initial_s, max=self.max_s, jitter=self.jitter_s
+                ),
+                self.max_retry_after_s,
             ),
             retry=tenacity.retry_if_exception(is_transient),
             before_sleep=_before_sleep,

@@ -7,13 +7,21 @@ counted. `base_url` lets tests (and proxies) point the real SDK at another serve
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from rbiqa.llm.base import CallStats, InvalidResponseError, LLMConfigError, RetryingJsonClient, RetryPolicy
+from rbiqa.llm.base import (
+    CallStats,
+    InvalidResponseError,
+    LLMConfigError,
+    NonJSONBodyError,
+    RetryingJsonClient,
+    RetryPolicy,
+)
 
 
 def require_api_key(env_var: str, backend: str) -> str:
@@ -42,12 +50,13 @@ class GeminiJsonClient(RetryingJsonClient):
         stats: CallStats | None = None,
     ):
         from google import genai
-        from google.genai import types
+        from google.genai import errors, types
 
         super().__init__(model, concurrency, retry or RetryPolicy(), stats)
         self.api_key_env = api_key_env
         self.base_url = base_url
         self._types = types
+        self._non_json = (json.JSONDecodeError, errors.UnknownApiResponseError)
         http_options = types.HttpOptions(
             base_url=base_url or None,
             api_version=api_version or None,
@@ -80,9 +89,12 @@ class GeminiJsonClient(RetryingJsonClient):
             seed=seed,
             system_instruction=system,
         )
-        resp = await self._client.aio.models.generate_content(
-            model=self.model, contents=prompt, config=config
-        )
+        try:
+            resp = await self._client.aio.models.generate_content(
+                model=self.model, contents=prompt, config=config
+            )
+        except self._non_json as e:  # the SDK parses a 200's body as JSON and raises a bare ValueError
+            raise NonJSONBodyError(f"a 200 reply whose body is not JSON ({type(e).__name__})") from e
         if not resp.candidates:
             feedback = getattr(resp, "prompt_feedback", None)
             raise InvalidResponseError(f"no candidates (prompt_feedback={feedback})")

@@ -18,6 +18,7 @@ from rbiqa.llm.base import (
     CallStats,
     InvalidResponseError,
     LLMConfigError,
+    NonJSONBodyError,
     NonRetryableHTTPError,
     RetryingJsonClient,
     RetryPolicy,
@@ -109,10 +110,14 @@ class OpenAICompatibleJsonClient(RetryingJsonClient):
         if resp.status_code >= 400:
             if status_is_retryable(resp.status_code):
                 resp.raise_for_status()  # httpx.HTTPStatusError: retried by the policy
-            raise NonRetryableHTTPError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            raise NonRetryableHTTPError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
         try:
-            return resp.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+            payload = resp.json()
+        except ValueError as e:
+            raise NonJSONBodyError(f"a 200 reply whose body is not JSON: {resp.text[:80]!r}") from e
+        try:
+            return payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as e:
             raise InvalidResponseError(f"not a chat-completions response: {resp.text[:120]!r}") from e
 
     async def aclose(self) -> None:
