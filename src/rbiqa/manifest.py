@@ -69,12 +69,57 @@ _SECRET_KEY = re.compile(r"(api[_-]?key|(^|_)token$|secret|password|credential)"
 REDACTED = "***redacted***"
 
 
+# Names of env vars that hold secrets, beyond SECRET_ENV_VARS: every `api_key_env` a composed config
+# (or a client built from one) points at. The one place redaction learns its variable names.
+_CONFIG_SECRET_ENV_VARS: set[str] = set()
+
+
+def api_key_env_names(cfg: Any) -> set[str]:
+    """Every `api_key_env` value found anywhere in a (nested) config."""
+    found: set[str] = set()
+
+    def _walk(x: Any) -> None:
+        if isinstance(x, Mapping):
+            for k, v in x.items():
+                if str(k) == "api_key_env" and isinstance(v, str) and v.strip():
+                    found.add(v.strip())
+                else:
+                    _walk(v)
+        elif isinstance(x, list | tuple):
+            for v in x:
+                _walk(v)
+
+    _walk(cfg)
+    return found
+
+
+def register_secret_env(*names_or_cfg: Any) -> None:
+    """Add env var names (strings) or every `api_key_env` in a config to the set redaction covers."""
+    for x in names_or_cfg:
+        if isinstance(x, str):
+            if x.strip():
+                _CONFIG_SECRET_ENV_VARS.add(x.strip())
+        elif x is not None:
+            _CONFIG_SECRET_ENV_VARS.update(api_key_env_names(x))
+
+
+def secret_env_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*SECRET_ENV_VARS, *sorted(_CONFIG_SECRET_ENV_VARS)]))
+
+
 def secret_values() -> list[str]:
-    return [v for k in SECRET_ENV_VARS if (v := os.environ.get(k)) and len(v) >= 4]
+    return [v for k in secret_env_names() if (v := os.environ.get(k, "").strip()) and len(v) >= 4]
 
 
 def scrub(obj: Any) -> Any:
-    """Redact secret-looking keys and any literal secret value found in the environment."""
+    """Redact secret-looking keys and any literal secret value found in the environment.
+
+    The variables searched are the fixed SECRET_ENV_VARS plus every `api_key_env` named in `obj`
+    itself (it is usually the resolved config) or registered earlier by a client."""
+    try:
+        register_secret_env(obj)
+    except Exception:  # a config too odd to walk still gets the fixed names
+        pass
     secrets = secret_values()
 
     def _walk(x: Any, key: str | None = None) -> Any:

@@ -54,6 +54,8 @@ FAULTS = (
     "empty",  # 200, the model's text is empty
     "non_json",  # 200 whose body is not JSON at all (a proxy's HTML error page)
     "empty_body",  # 200 with no body
+    "echo_auth_400",  # 400 whose error message echoes the request's auth header (a leak trap)
+    "echo_auth_500",  # 500, likewise: a client that logs error bodies would leak the key
 )
 # The random mode's defaults (issue #14): 30% 429 with Retry-After, 10% 5xx, 5% malformed JSON, 2%
 # dropped connections or timeouts, and 200s that carry no usable JSON. About half of all requests fail.
@@ -122,6 +124,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 code, {"error": {"code": code, "message": f"injected {code}", "status": status}}, extra
             )
+            return
+        if fault in ("echo_auth_400", "echo_auth_500"):
+            code = int(fault[-3:])
+            auth = headers.get("x-goog-api-key") or headers.get("authorization") or ""
+            message = f"invalid credentials: x-goog-api-key: {auth} (Authorization: {auth})"
+            status = "INVALID_ARGUMENT" if code == 400 else "INTERNAL"
+            self._send(code, {"error": {"code": code, "message": message, "status": status}})
             return
         if fault == "reset":
             # SO_LINGER 0: close() sends RST, so the client sees a dropped connection, not a reply

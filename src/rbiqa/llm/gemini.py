@@ -22,9 +22,11 @@ from rbiqa.llm.base import (
     RetryingJsonClient,
     RetryPolicy,
 )
+from rbiqa.manifest import register_secret_env
 
 
 def require_api_key(env_var: str, backend: str) -> str:
+    register_secret_env(env_var)  # a custom `api_key_env` is redacted like the fixed names
     key = os.environ.get(env_var, "").strip()
     if not key:
         raise LLMConfigError(

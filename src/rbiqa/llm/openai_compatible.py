@@ -25,6 +25,7 @@ from rbiqa.llm.base import (
     status_is_retryable,
 )
 from rbiqa.llm.gemini import require_api_key
+from rbiqa.manifest import register_secret_env
 
 ResponseFormat = Literal["json_schema", "json_object", "none"]
 
@@ -54,6 +55,7 @@ class OpenAICompatibleJsonClient(RetryingJsonClient):
         headers = {"Content-Type": "application/json"}
         key = None
         if api_key_env:
+            register_secret_env(api_key_env)  # redact its value like the fixed names
             key = (
                 require_api_key(api_key_env, "openai_compatible")
                 if api_key_required
