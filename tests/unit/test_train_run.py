@@ -81,7 +81,9 @@ def test_resume_continues_the_interrupted_run_exactly(model_dir, tmp_path):
     resumed = train_arm(run, job(tmp_path / "b", train, val, resume_from=str(ckpt)))
 
     assert resumed["resumed_from"] == str(ckpt) and resumed["global_step"] == 4
-    assert [int(r["step"]) for r in read_log(tmp_path / "b" / "adapter" / "trainer_log.csv")] == [3, 4]
+    # the sealed checkpoint carries the log so far: the resumed log covers every step
+    assert [int(r["step"]) for r in read_log(tmp_path / "b" / "adapter" / "trainer_log.csv")] == [1, 2, 3, 4]
+    assert resumed["resumed_at_step"] == 2 and resumed["total_tokens"] == straight["total_tokens"]
     a = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()

@@ -60,19 +60,20 @@ def set_threads(n: int | None) -> None:
 
 
 def resume_point(job: Job, run: RunSettings) -> str | None:
-    """Latest checkpoint of an interrupted run with the same config and data, else None (and a clean dir)."""
+    """Latest complete checkpoint of an interrupted run with the same config and data (partial ones are
+    deleted: rbiqa.train.checkpoints), else None and a clean dir."""
     if job.resume_from:
         return job.resume_from
-    from transformers.trainer_utils import get_last_checkpoint
+    from rbiqa.train.checkpoints import last_complete
 
     d = job.checkpoint_dir
     fp_file = d / FINGERPRINT
     if d.exists():
         same = fp_file.exists() and read_json(fp_file).get("fingerprint") == job.fingerprint
-        last = get_last_checkpoint(str(d)) if same else None
-        if run.train.resume and last:
+        last = last_complete(d) if same and run.train.resume else None
+        if last:
             log.info("resuming from %s (same config and data as the interrupted run)", last)
-            return last
+            return str(last)
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     write_json(fp_file, {"fingerprint": job.fingerprint})
@@ -116,6 +117,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         job.progress,
         epochs,
     )
+    resumed_at = _resume_log(trainer, recorder, resume)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info(
         "trainable params %d of %d (%.3f%%); %d planned steps",
@@ -149,6 +151,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         "epochs": state.epoch,
         "stopped_early": state.global_step < state.max_steps,
         "resumed_from": resume,
+        "resumed_at_step": resumed_at,  # steps before it ran in the interrupted job, not this one
         # which weights were shipped, and why (rbiqa.train.trainer: never selected on unseen facts)
         "selection": {
             "rule": t.selection,
@@ -174,6 +177,21 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
     if not t.keep_checkpoints:
         shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return summary
+
+
+def _resume_log(trainer, recorder, resume: str | None) -> int | None:
+    """Carry the interrupted run's log rows and token count over, so the log covers every step."""
+    from rbiqa.train.checkpoints import read_seal
+
+    if not resume:
+        return None
+    sealed = read_seal(Path(resume))
+    if sealed is None:  # an explicit resume_from of a checkpoint without a seal: the log starts here
+        log.warning("%s has no valid seal: trainer_log.csv starts at the resumed step", resume)
+        return _step_of(resume)
+    recorder.restore(sealed["log_rows"], sealed["total_train_tokens"])
+    trainer._total_train_tokens = sealed["total_train_tokens"]  # TRL's running count (`num_tokens`)
+    return sealed["step"]
 
 
 def _step_of(checkpoint: str | None) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from trl import SFTTrainer
 
+from rbiqa.train.checkpoints import CheckpointSeal, pause_if_asked
 from rbiqa.train.model import Runtime
 from rbiqa.train.settings import RunSettings
 
@@ -43,11 +44,16 @@ class LogRecorder(TrainerCallback):
         self.max_steps = 0
         self._step_t0: float | None = None
         self._step_time = 0.0
-        self._last_tokens = 0.0
+        self._start_tokens = self._last_tokens = 0.0
+
+    def restore(self, rows: list[dict[str, Any]], tokens: float) -> None:
+        """Continue an interrupted run's log: its rows so far and TRL's token count at its checkpoint."""
+        self.rows = list(rows)
+        self._start_tokens = float(tokens)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.max_steps = state.max_steps
-        self._step_time, self._last_tokens = 0.0, 0.0
+        self._step_time, self._last_tokens = 0.0, self._start_tokens
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_t0 = time.perf_counter()
@@ -106,6 +112,11 @@ class RbiqaSFTTrainer(SFTTrainer):
     def __init__(self, *args, loss_head: str = "fused", **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_head = loss_head
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        if _internal_call and output_dir:  # a checkpoint save: the adapter is written, the rest is not yet
+            pause_if_asked(output_dir, self.state.global_step)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_head == "fused":
@@ -243,6 +254,7 @@ def build_trainer(
         peft_config=lora_config(run.train),
         callbacks=callbacks,
     )
+    trainer.add_callback(CheckpointSeal(trainer, recorder))
     cast_trainable(trainer.model, adapter_dtype(rt))
     return trainer, recorder
 
