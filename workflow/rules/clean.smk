@@ -28,10 +28,10 @@ rule clean:
         bench_path("clean")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("clean", "threads")
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=res("clean", "mem_mb"),
+        runtime=res("clean", "runtime"),
     params:
         hydra=HYDRA,
     shell:

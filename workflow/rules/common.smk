@@ -54,6 +54,11 @@ if workflow.is_main_process:
         freshen()
 
 
+def res(rule_name, key):
+    """What a rule's jobs ask the scheduler for, from the experiment's conf/resources/ group."""
+    return CFG.resources[rule_name][key]
+
+
 def stamp(stage, arm="all"):
     return P.stamp(stage, arm).as_posix()
 

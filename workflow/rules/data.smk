@@ -17,10 +17,10 @@ rule download_data:
         bench_path("download_data")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("download_data", "threads")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=res("download_data", "mem_mb"),
+        runtime=res("download_data", "runtime"),
     params:
         hydra=HYDRA,
     shell:
@@ -44,10 +44,10 @@ rule split:
         bench_path("split")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("split", "threads")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=res("split", "mem_mb"),
+        runtime=res("split", "runtime"),
     params:
         hydra=HYDRA,
     shell:
@@ -65,10 +65,10 @@ rule fetch_model:
         bench_path("fetch_model")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 2
+    threads: res("fetch_model", "threads")
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=res("fetch_model", "mem_mb"),
+        runtime=res("fetch_model", "runtime"),
     params:
         hydra=HYDRA,
     shell:

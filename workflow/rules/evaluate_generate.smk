@@ -19,12 +19,10 @@ rule generate:
     priority: generate_priority
     conda:
         "../envs/rbiqa.yaml"
-    # One thread per job: on the 2-core default, two single-threaded jobs beat one two-threaded job, and
-    # an oversubscribed OpenMP pool (2 threads competing with other jobs) was measured 10x slower.
-    threads: 1
+    threads: res("generate", "threads")
     resources:
-        mem_mb=4000 if EXP == "default" else 24000,
-        runtime=60 if EXP == "default" else 240,
+        mem_mb=res("generate", "mem_mb"),
+        runtime=res("generate", "runtime"),
     params:
         hydra=HYDRA,
         eval_sets=EVAL_SETS_OVERRIDE,

@@ -36,10 +36,10 @@ rule judge:
         bench_path("judge/{arm}")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("judge", "threads")
     resources:
-        mem_mb=3000,
-        runtime=60,
+        mem_mb=res("judge", "mem_mb"),
+        runtime=res("judge", "runtime"),
     params:
         hydra=HYDRA,
         eval_sets=EVAL_SETS_OVERRIDE,
@@ -72,10 +72,10 @@ rule judge_agreement:
         bench_path("judge_agreement")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("judge_agreement", "threads")
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=res("judge_agreement", "mem_mb"),
+        runtime=res("judge_agreement", "runtime"),
     params:
         hydra=HYDRA,
     shell:

@@ -27,10 +27,10 @@ rule rephrase:
         bench_path("rephrase")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 2
+    threads: res("rephrase", "threads")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=res("rephrase", "mem_mb"),
+        runtime=res("rephrase", "runtime"),
     params:
         hydra=HYDRA,
     shell:

@@ -31,10 +31,10 @@ rule stats:
         bench_path("stats")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("stats", "threads")
     resources:
-        mem_mb=2000,
-        runtime=15,
+        mem_mb=res("stats", "mem_mb"),
+        runtime=res("stats", "runtime"),
     params:
         hydra=HYDRA,
     shell:
@@ -60,10 +60,10 @@ rule figures:
         bench_path("figures")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("figures", "threads")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("figures", "mem_mb"),
+        runtime=res("figures", "runtime"),
     params:
         hydra=HYDRA,
     shell:
@@ -84,10 +84,10 @@ rule report:
         bench_path("report")
     conda:
         "../envs/rbiqa.yaml"
-    threads: 1
+    threads: res("report", "threads")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
     params:
         hydra=HYDRA,
     shell:

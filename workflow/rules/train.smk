@@ -40,16 +40,11 @@ rule train:
     priority: 10
     conda:
         "../envs/rbiqa.yaml"
-    # CPU scales: one core per arm (torch uses `threads` intra-op threads, passed below), so the two
-    # default arms train side by side; a 2-thread job could not start while any 1-thread generate job
-    # held a core. On a GPU node a few cores feed the data loader and the optimizer.
-    threads: 1 if EXP in ("default", "tiny") else 8
+    # conf/resources/: torch gets the job's threads as its intra-op threads (passed below)
+    threads: res("train", "threads")
     resources:
-        # CPU default: peak RSS measured ~4.6 GB (4-bit SmolLM2 + eval logits); paper: host RAM for
-        # loading and quantizing Qwen2.5-3B (the GPU memory is what the gpu resource buys).
-        mem_mb=8000 if EXP == "default" else 48000,
-        # minutes: the CPU default is budgeted at <= 6 min per arm; paper, one epoch on one GPU
-        runtime=30 if EXP == "default" else 360,
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
     params:
         hydra=HYDRA,
     shell:
@@ -76,10 +71,10 @@ rule export:
         arm=TRAIN_ARM_PATTERN,
     conda:
         "../envs/rbiqa.yaml"
-    threads: 2
+    threads: res("export", "threads")
     resources:
-        mem_mb=4000 if EXP == "default" else 32000,
-        runtime=15 if EXP == "default" else 60,
+        mem_mb=res("export", "mem_mb"),
+        runtime=res("export", "runtime"),
     params:
         hydra=HYDRA,
     shell:
