@@ -2,10 +2,16 @@
 run → dvc push → fresh clone → dvc pull → the reviewer command rebuilds only stats/figures/report.
 Also: a real config change still reruns from the judge, a corrupted remote object is caught on pull, an
 interrupted push can be retried without loss, and the API key never enters an artifact.
+
+The pipeline rephrases and judges through the real Gemini client against the local stub
+(tests/stubs/rehearsal_responder.py answers), with the key under a custom `api_key_env` and the stub
+echoing the auth header back in the error body of every third item; afterwards the key appears nowhere in
+the workspace, the clones or the DVC remote (#14, secrets).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -14,12 +20,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, make_workspace, run_cmd
+from tests.integration.test_secret_canary import CANARY, ENV, echo_some, leaks
+from tests.stubs.gemini_stub import GeminiStub
+from tests.stubs.rehearsal_responder import respond
 
 # Part of CI: the tiny pipeline, push, three fresh clones and pulls take ~5 min on 2 cores.
 pytestmark = pytest.mark.slow
 
-SECRET = "AIzaSy-test-secret-0123456789abcdef"
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "experiment=tiny"]
+# the key under a custom variable name: redaction must learn that name from the config
+API_ENV = {ENV: CANARY}
 DVC = [str(Path(sys.executable).parent / "dvc")]
 EXPENSIVE = {"download_data", "fetch_model", "split", "rephrase", "clean", "train", "generate", "judge"}
 DVC_FILES = (".dvc/config", ".dvc/.gitignore", "dvc.yaml", ".dvcignore", ".gitignore")
@@ -33,8 +42,31 @@ def git(ws: Path, *args: str):
     return run_cmd(["git", "-c", "user.email=ci@rbiqa", "-c", "user.name=ci", *args], cwd=ws)
 
 
+def api_overrides(url: str) -> list[str]:
+    """Rephrase and judge through the Gemini client at the stub, with quick retries (faults are echoes)."""
+    out = []
+    for group in ("rephrase", "judge"):
+        out += [f"{group}=gemini", f"{group}.base_url={url}", f"{group}.api_key_env={ENV}"]
+        out += [f"{group}.retry.{k}={v}" for k, v in (("max_attempts", 2), ("initial_s", 0.01),
+                                                     ("max_s", 0.02), ("jitter_s", 0.0))]  # fmt: skip
+    return out
+
+
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory):
+def stub():
+    with GeminiStub(responder=respond, default_fault=echo_some) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def snakemake(stub):
+    """The same command for the origin and every clone: the stub's URL is part of the stamped config."""
+    overrides = "overrides=" + json.dumps(api_overrides(stub.url))
+    return [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "experiment=tiny", overrides]
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory, stub, snakemake):
     root = tmp_path_factory.mktemp("dvc")
     ws = make_workspace(root / "origin", with_model=True)
     for rel in DVC_FILES:
@@ -49,14 +81,14 @@ def origin(tmp_path_factory):
     git(ws, "add", "-A")
     git(ws, "commit", "-qm", "workspace")
     remote = root / "remote"
-    env = {"GOOGLE_API_KEY": SECRET}
-    run_cmd(SNAKEMAKE, cwd=ws, timeout=1800, env=env)
+    run_cmd(snakemake, cwd=ws, timeout=1800, env=API_ENV)
+    assert stub.total > 0, "the pipeline never called the stub"
     add_remote(ws, "ci", remote)
     run_cmd([*DVC, "commit", "-f", "pipeline"], cwd=ws, timeout=600)
     git(ws, "add", "dvc.lock")
     git(ws, "commit", "-qm", "artifacts")
     run_cmd([*DVC, "push"], cwd=ws, timeout=600)
-    return {"root": root, "ws": ws, "remote": remote}
+    return {"root": root, "ws": ws, "remote": remote, "stub": stub}
 
 
 def add_remote(ws: Path, name: str, url: Path, default: bool = True) -> None:
@@ -72,23 +104,23 @@ def fresh_clone(origin, name: str) -> Path:
     return dest
 
 
-def test_pull_then_regenerate_does_not_retrain(origin):
+def test_pull_then_regenerate_does_not_retrain(origin, snakemake):
     clone = fresh_clone(origin, "reviewer")
     run_cmd([*DVC, "pull"], cwd=clone, timeout=600)
     assert (clone / "results/ft_k1/adapter/adapter_model.safetensors").exists()
     assert not (clone / "paper/report.pdf").exists()  # the PDF is regenerated, never pulled
-    proc = run_cmd(SNAKEMAKE, cwd=clone, timeout=900)
+    proc = run_cmd(snakemake, cwd=clone, timeout=900)
     ran = rules_run(proc.stdout + proc.stderr)
     assert not ran & EXPENSIVE, f"reviewer path reran expensive rules: {sorted(ran & EXPENSIVE)}"
     assert {"stats", "figures", "report"} <= ran
     assert (clone / "paper/report.pdf").stat().st_size > 10_000
 
     # A real change to the judge config reruns judge onwards, and not training or generation.
-    cfg = clone / "conf/judge/reference.yaml"
-    text, n = re.subn(r"^batch_size: \d+", "batch_size: 17", cfg.read_text(), flags=re.M)
-    assert n == 1, "conf/judge/reference.yaml has no batch_size key to change"
+    cfg = clone / "conf/judge/gemini.yaml"
+    text, n = re.subn(r"^temperature: [\d.]+", "temperature: 0.3", cfg.read_text(), flags=re.M)
+    assert n == 1, "conf/judge/gemini.yaml has no temperature key to change"
     cfg.write_text(text)
-    dry = run_cmd([*SNAKEMAKE, "-n"], cwd=clone, timeout=300)
+    dry = run_cmd([*snakemake, "-n"], cwd=clone, timeout=300)
     planned = rules_run(dry.stdout + dry.stderr)
     assert "judge" in planned and "report" in planned
     assert not planned & {"train", "generate", "rephrase", "clean"}
@@ -132,9 +164,12 @@ def test_interrupted_push_can_be_retried(origin):
 
 
 def test_secret_never_enters_artifacts(origin):
-    roots = [origin["ws"] / d for d in ("data", "results", "logs", ".stamps", "paper")] + [origin["remote"]]
-    needle = SECRET.encode()
-    offenders = [
-        p for r in roots if r.exists() for p in r.rglob("*") if p.is_file() and needle in p.read_bytes()
-    ]
-    assert not offenders, f"API key value found in: {offenders[:5]}"
+    """The canary went out on every request and came back in error bodies, yet is written nowhere:
+    not in the workspace (logs/, .snakemake/, .stamps/, data/, results/, paper/, ...), the clones, or
+    the DVC remote."""
+    stub = origin["stub"]
+    assert {r.headers.get("x-goog-api-key") for r in stub.requests} == {CANARY}
+    assert stub.faults_injected()["echo_auth_400"] > 0
+    judged = [p for p in (origin["ws"] / "results").rglob("judgments/*.jsonl")]
+    assert judged, "no judgments written"
+    assert leaks(origin["root"]) == []

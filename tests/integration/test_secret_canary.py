@@ -1,8 +1,8 @@
-"""Issue #14 (secrets): a key under a custom `api_key_env` really reaches the Gemini client, the stub
+"""Secrets, at stage level: a key under a custom `api_key_env` really reaches the Gemini client, the stub
 echoes it back in error bodies, and afterwards the canary appears nowhere in the project tree.
 
-Deviation from the issue: the rephrase and judge stages run in-process in a prepared tmp tree (as in
-test_llm_faults_at_rates), not the tiny pipeline through Snakemake, and no DVC remote is searched.
+The stages run in-process here, so a failure points at the stage; the same canary goes through the tiny
+pipeline under Snakemake, and its DVC remote, in test_dvc_roundtrip.
 """
 
 from __future__ import annotations
