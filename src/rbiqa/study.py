@@ -21,7 +21,13 @@ from rbiqa import paths as P
 from rbiqa.config import conf_dir
 from rbiqa.io import InputError
 
-ArmKind = Literal["base", "fewshot", "rag", "finetune"]
+# base: the model as shipped; fewshot / rag: the base model prompted with training QA pairs (k fixed
+# examples / retrieved passages); finetune: a QLoRA adapter trained by the arm itself; finetune_rag:
+# another arm's adapter (arm.adapter_of), prompted with retrieved passages as rag is.
+ArmKind = Literal["base", "fewshot", "rag", "finetune", "finetune_rag"]
+ARM_KINDS: tuple[str, ...] = ArmKind.__args__
+# the prompt each kind is answered with (rbiqa.generate.stage.build_prompts)
+PROMPTS = {"base": "base", "fewshot": "fewshot", "rag": "rag", "finetune": "base", "finetune_rag": "rag"}
 
 
 class Ablation(BaseModel):
@@ -41,10 +47,21 @@ class ArmSpec(BaseModel):
     n_rephrasings: int | None = Field(default=None, ge=0)
     ablation: Ablation | None = None
     replicate_of: str | None = None  # a seed replicate of this arm (same recipe, another training seed)
+    adapter_of: str | None = None  # finetune_rag: the finetune arm whose adapter answers
 
     @property
     def finetuned(self) -> bool:
+        """Trains an adapter of its own (a train job)."""
         return self.kind == "finetune"
+
+    @property
+    def adapter_arm(self) -> str | None:
+        """The arm whose adapter the answers come from; None for the base model's weights."""
+        return self.name if self.finetuned else self.adapter_of
+
+    @property
+    def prompt(self) -> str:
+        return PROMPTS[self.kind]
 
 
 @cache
@@ -62,6 +79,8 @@ def _arm_spec(path: Path) -> ArmSpec:
         raise InputError(f"{path}: arm.name is {spec.name!r}; it must equal the file name {path.stem!r}")
     if spec.finetuned and spec.n_rephrasings is None:
         raise InputError(f"{path}: a finetune arm needs arm.n_rephrasings")
+    if (spec.kind == "finetune_rag") != (spec.adapter_of is not None):
+        raise InputError(f"{path}: arm.adapter_of is set for, and only for, kind finetune_rag")
     return spec
 
 
@@ -126,4 +145,11 @@ def load_study(cfg: Mapping[str, Any]) -> Study:
         raise InputError("study.arms is empty: the experiment file must list the arms it runs")
     if len(set(names)) != len(names):
         raise InputError(f"study.arms repeats an arm: {names}")
-    return Study(tuple(arm_spec(n) for n in names), check_eval_sets(study.get("eval_sets") or []))
+    specs = tuple(arm_spec(n) for n in names)
+    for a in specs:
+        if a.adapter_of is not None and a.adapter_of not in {b.name for b in specs if b.finetuned}:
+            raise InputError(
+                f"arm {a.name} answers with the adapter of {a.adapter_of!r}, which is not a finetune arm of "
+                f"this study (study.arms: {names})"
+            )
+    return Study(specs, check_eval_sets(study.get("eval_sets") or []))

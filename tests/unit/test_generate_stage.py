@@ -216,6 +216,27 @@ def test_fewshot_and_rag_record_their_context(ws, tiny_model, calls):
     assert all(len(v) <= 2 and all(i.endswith("-v0") for i in v) for v in m["extra"]["context_ids"].values())
 
 
+def test_finetune_rag_arm_answers_with_another_arms_adapter_and_retrieval(ws, tiny_model, calls):
+    """ft_k3_rag: ft_k3's adapter (arm.adapter_of), prompted with the passages base_rag retrieves."""
+    make_adapter(tiny_model, P.adapter_dir("ft_k3"))
+    run("base_rag", tiny_model)
+    rag_prompts = list(calls["prompts"])
+    ft = run("ft_k3", tiny_model)
+    calls["prompts"].clear()
+    both = run("ft_k3_rag", tiny_model)
+    assert calls["prompts"] == rag_prompts  # the same retrieval prompts as base_rag
+    assert all(r["model_id"].startswith("tiny-llama+lora:ft_k3@") for r in both)
+    assert [r["answer"] for r in both] != [r["answer"] for r in ft]
+    m = read_json(P.manifest_for(P.generations("ft_k3_rag", EVAL_SET)))
+    assert (P.adapter_dir("ft_k3") / "adapter_model.safetensors").as_posix() in m["inputs"]
+    assert P.CLEAN_TRAIN.as_posix() in m["inputs"] and m["extra"]["arm_kind"] == "finetune_rag"
+    assert (
+        m["extra"]["adapter_sha256"]
+        == read_json(P.manifest_for(P.generations("ft_k3", EVAL_SET)))["extra"]["adapter_sha256"]
+    )
+    assert set(m["extra"]["context_ids"]) == {r["item_id"] for r in eval_rows(EVAL_SET, N_ITEMS)}
+
+
 # --- bad input -----------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,15 @@ from rbiqa.stats.metrics import StatsSettings, Study, compute_all
 from tests.fixtures.sample_results import write_sample_results
 
 KINDS_CFG = {
-    "corrected": {"answer_kinds": {"base": "base", "fewshot": "base", "rag": "base", "finetune": "finetuned"}}
+    "corrected": {
+        "answer_kinds": {
+            "base": "base",
+            "fewshot": "base",
+            "rag": "base",
+            "finetune": "finetuned",
+            "finetune_rag": "pooled",
+        }
+    }
 }
 
 

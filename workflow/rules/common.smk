@@ -78,12 +78,13 @@ MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
 
 # Longest generate jobs first, so that the last one does not run alone on an idle box: retrieval and
 # few-shot prompts are the longest, measured (benchmarks/results/e2e_default.md) at about 1.7x a plain
-# prompt's time per answer. Training (priority 10) still goes before all of them.
-GENERATE_PRIORITY = {"rag": 3, "fewshot": 2, "finetune": 1, "base": 0}
+# prompt's time per answer; an adapter adds one. Training (priority 10) still goes before all of them.
+GENERATE_PRIORITY = {"rag": 3, "fewshot": 2, "base": 0}
 
 
 def generate_priority(wildcards):
-    return GENERATE_PRIORITY[STUDY.kind(wildcards.arm)]
+    spec = STUDY.spec(wildcards.arm)
+    return GENERATE_PRIORITY[spec.prompt] + (spec.adapter_arm is not None)
 
 
 # Input functions of evaluate_generate.smk
@@ -93,12 +94,12 @@ def generate_inputs(wildcards):
         "model": MODEL_MANIFEST,
         "stamp": stamp("generate", wildcards.arm),
     }
-    kind = STUDY.kind(wildcards.arm)
-    if kind == "finetune":
-        adapter = P.adapter_dir(wildcards.arm)
+    spec = STUDY.spec(wildcards.arm)
+    if spec.adapter_arm:
+        adapter = P.adapter_dir(spec.adapter_arm)
         inputs["adapter"] = (adapter / "adapter_model.safetensors").as_posix()
         inputs["adapter_config"] = (adapter / "adapter_config.json").as_posix()
-    elif kind in ("fewshot", "rag"):
+    if spec.prompt != "base":
         inputs["train"] = P.CLEAN_TRAIN.as_posix()
     return inputs
 

@@ -18,7 +18,13 @@ from rbiqa.stats.files import SECTIONS
 from rbiqa.study import Study
 from rbiqa.train.outputs import LOG_COLUMNS as TRAINER_LOG_COLUMNS
 
-ROLE_ARMS = {"Base": "base", "Fewshot": "base_fewshot", "Rag": "base_rag", "KZero": "ft_k0"}
+ROLE_ARMS = {
+    "Base": "base",
+    "Fewshot": "base_fewshot",
+    "Rag": "base_rag",
+    "KZero": "ft_k0",
+    "MainRag": "ft_k3_rag",  # the main adapter answering with base_rag's retrieval
+}
 
 
 @dataclass

@@ -32,7 +32,7 @@ from rbiqa.figures.texfmt import (
     signed_pp,
 )
 
-ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero")
+ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag")
 # (arm role, reference role) contrasts the prose discusses
 ROLE_CONTRASTS = (
     ("Main", "Base"),
@@ -42,6 +42,7 @@ ROLE_CONTRASTS = (
     ("KZero", "Base"),
     ("Rag", "Base"),
     ("Fewshot", "Base"),
+    ("MainRag", "Main"),
 )
 
 
@@ -108,7 +109,7 @@ def build_numbers(
     role = {r: m.role_arm(r) for r in ROLES}
 
     # flags first: the prose branches on them
-    for r in ("Main", "Rag", "Fewshot", "KZero"):
+    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag"):
         book.flag(
             f"Has{r}", role[r] is not None and (r != "KZero" or role["Main"] not in (None, role["KZero"]))
         )

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from rbiqa import paths as P
 from rbiqa.io import InputError, iter_jsonl
 from rbiqa.schemas import EvalItem
+from rbiqa.study import ARM_KINDS
 
-ARM_KINDS = ("base", "fewshot", "rag", "finetune")
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 

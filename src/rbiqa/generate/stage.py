@@ -35,6 +35,7 @@ from rbiqa.io import InputError, sha256_path, sha256_text, stable_json, write_js
 from rbiqa.manifest import write_manifest
 from rbiqa.nf4 import model_fingerprint
 from rbiqa.schemas import EvalItem, Generation
+from rbiqa.study import PROMPTS
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ def build_prompts(
     """(messages, context row_ids) per item, and a summary of the arm's prompt context for the manifest."""
     g = cfg.generate
     system = g.system_prompt
-    if kind in ("base", "finetune"):
+    prompt = PROMPTS[kind]
+    if prompt == "base":
         return [(base_messages(system, it.question), ()) for it in items], {}
     pool = load_train_originals(P.CLEAN_TRAIN)
-    if kind == "fewshot":
+    if prompt == "fewshot":
         max_chars = g.fewshot.get("max_answer_chars")
         # never a test_trained item: its answer would be shown to the model next to another test item
         eligible = [
@@ -178,12 +180,14 @@ def arm_context(cfg: DictConfig) -> ArmContext:
         raise InputError(f"no model at {model_path}: run `python -m rbiqa.fetch_model` first")
     inputs: list[Path] = [P.stamp("generate", arm), model_path / "manifest.json"]
     adapter, adapter_fp = None, None
-    if kind == "finetune":
-        files = adapter_files(arm)
+    adapter_arm = arm if kind == "finetune" else cfg.arm.get("adapter_of")
+    if adapter_arm:
+        files = adapter_files(adapter_arm)
         inputs += files
         # config too: r and lora_alpha set the adapter's scale, so they change its outputs
-        adapter, adapter_fp = P.adapter_dir(arm), sha256_text("".join(sha256_path(f) for f in files))
-    if kind in ("fewshot", "rag"):
+        adapter = P.adapter_dir(adapter_arm)
+        adapter_fp = sha256_text("".join(sha256_path(f) for f in files))
+    if PROMPTS[kind] != "base":
         inputs.append(P.CLEAN_TRAIN)
     plan = weights_plan(cfg.generate)
     model_fp = model_fingerprint(model_path)
@@ -195,7 +199,7 @@ def arm_context(cfg: DictConfig) -> ArmContext:
         adapter_fp=adapter_fp,
         plan=plan,
         fp=decode_fingerprint(cfg, model_fp, adapter_fp, plan),
-        model_id=f"{base_id}+lora:{arm}@{adapter_fp[:12]}" if adapter_fp else base_id,
+        model_id=f"{base_id}+lora:{adapter_arm}@{adapter_fp[:12]}" if adapter_fp else base_id,
         generator=LazyModel(cfg, adapter, plan, model_fp),
         tokenizer=models.load_tokenizer(model_path),
     )
@@ -264,7 +268,7 @@ def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[Ev
     extra = run_summary(cfg, ctx.kind, eval_set, ctx.model_id, ctx.plan, ctx.generator, stats, gens, t_start)
     extra["adapter_sha256"] = ctx.adapter_fp
     extra["prompt_context"] = context_summary
-    if ctx.kind in ("fewshot", "rag"):
+    if PROMPTS[ctx.kind] != "base":
         extra["context_ids"] = {j.item_id: list(j.context_ids) for j in jobs}
     inputs = [ctx.inputs[0], eval_path, *ctx.inputs[1:]]
     write_manifest(P.manifest_for(out), "generate", to_container(cfg), inputs, [out], extra)
