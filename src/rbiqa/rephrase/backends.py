@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,10 +73,26 @@ def _local_model(model_path, dtype: str, threads: int):
     return load_causal_lm(model_path, dtype=dtype)
 
 
-def _worker_init(model_path: str, dtype: str, prefix: list[dict[str, str]], threads: int) -> None:
+def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """End this worker once the stage process is gone. A SIGKILL of the stage runs no cleanup, and a spawned
+    worker holds both ends of its task queue, so it never sees EOF: it would decode the batches already
+    queued, for nobody, then sleep forever holding its own copy of the model."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_init(
+    model_path: str, dtype: str, prefix: list[dict[str, str]], threads: int, parent_pid: int
+) -> None:
     from rbiqa.models import load_tokenizer
     from rbiqa.prefix_decoding import PrefixCachedSampler
 
+    _exit_with_parent(parent_pid)
     model = _local_model(model_path, dtype, threads)
     _WORKER["sampler"] = PrefixCachedSampler(model, load_tokenizer(model_path), prefix)
 
@@ -145,6 +163,7 @@ class HFLocalBackend:
                 str(self.cfg.get("dtype", "float32")),
                 self.prompt.chat_prefix(),
                 max(1, int(self.cfg.get("threads", 2)) // self.workers),
+                os.getpid(),
             )
             # spawn: a forked child would inherit the parent's torch thread pools and locks
             self._pool = ProcessPoolExecutor(
