@@ -12,10 +12,16 @@ variant runs in its own subprocess, so peak memory (RSS on CPU, allocator peak o
 
     python benchmarks/train_throughput.py                        # CPU: SmolLM2-135M, a few steps
     python benchmarks/train_throughput.py --synthetic qwen2_5_3b  # GPU: random-init Qwen2.5-3B shape
+    python benchmarks/train_throughput.py --synthetic qwen2_tiny  # the same code path on a tiny Qwen2
 
 --synthetic builds a randomly initialised model from the Qwen2.5-3B config values (no download), saves
 it once, and loads it 4-bit like the real one; throughput does not depend on the weights' values.
-Writes benchmarks/results/train_throughput_<device>.json.
+qwen2_tiny is the same architecture at tiny sizes (benchmarks/gpu_check.sh's CPU leg and GPU smoke test).
+Each variant also records which kernels ran (benchmarks/kernel_probe.py; a traced warm-up step, never a
+timed one) and, on a GPU whose bf16 dense peak is known (--peak-tflops), its MFU: model FLOPs per useful
+token (benchmarks/train_cpu.py's count for LoRA over a frozen base, LM head at every position, the same
+for both variants) x useful tokens/s / peak. --override passes Hydra overrides to both variants.
+Writes benchmarks/results/train_throughput_<device>.json (or --out).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 # Qwen2.5-3B-Instruct's config.json values (the architecture only; weights are random).
 QWEN2_5_3B = {
@@ -48,24 +55,77 @@ QWEN2_5_3B = {
     "bos_token_id": 151643,
     "eos_token_id": 151645,
 }
+# The same architecture (Qwen2: GQA, tied embeddings, head_dim 128) at tiny sizes; vocab_size covers the
+# SmolLM2 tokenizer the benchmarks use (ids < 49152).
+QWEN2_TINY = QWEN2_5_3B | {
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 49152,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+SYNTHETIC = {"qwen2_5_3b": QWEN2_5_3B, "qwen2_tiny": QWEN2_TINY}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+)
+# Dense bf16 tensor-core peak (no sparsity) by device name, TFLOP/s: NVIDIA's datasheets (H200.md: the
+# H200's rates are the H100 SXM's, "dense bf16 about 990").
+DENSE_BF16_TFLOPS = {"H200": 989.5, "H100 PCIe": 756.0, "H100": 989.5}
 ROW_SOURCES = ("data/processed/train.jsonl", "data/interim/split/train.jsonl", "data/sample/rbi_qa.jsonl")
 
 
-def build_synthetic(name: str, dest: Path) -> Path:
+def build_synthetic(name: str, dest: Path, tokenizer_dir: Path | None = None) -> Path:
+    """A randomly initialised model of `name`'s config saved to dest (once: reused while its config
+    matches), with the tokenizer files of tokenizer_dir beside it so the train stage can load both."""
+    import shutil
+
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    if name != "qwen2_5_3b":
-        raise SystemExit(f"unknown --synthetic {name!r}; known: qwen2_5_3b")
-    if (dest / "config.json").exists():
-        return dest
-    cfg = Qwen2Config(**QWEN2_5_3B, dtype="bfloat16")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-    model.save_pretrained(dest, safe_serialization=True)
+    if name not in SYNTHETIC:
+        raise SystemExit(f"unknown --synthetic {name!r}; known: {', '.join(SYNTHETIC)}")
+    values = SYNTHETIC[name]
+    # config.json does not keep every value where it was given (rope_theta moves into rope_parameters)
+    marker = dest / "synthetic.json"
+    same = (dest / "config.json").exists() and marker.exists() and json.loads(marker.read_text()) == values
+    if not same:
+        if dest.exists():
+            shutil.rmtree(dest)
+        cfg = Qwen2Config(**values, dtype="bfloat16")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        model.save_pretrained(dest, safe_serialization=True)
+        del model
+        marker.write_text(json.dumps(values))
+    if tokenizer_dir is not None:
+        for f in TOKENIZER_FILES:
+            if (Path(tokenizer_dir) / f).exists():
+                shutil.copy2(Path(tokenizer_dir) / f, dest / f)
     return dest
+
+
+def dense_bf16_peak(device_name: str) -> float | None:
+    """FLOP/s, from DENSE_BF16_TFLOPS by the first name the device's contains; None if unknown."""
+    for key, tflops in DENSE_BF16_TFLOPS.items():
+        if key in device_name:
+            return tflops * 1e12
+    return None
+
+
+def flops_per_token(model_dir: Path, tokens_per_row: float, lora_r: int) -> dict:
+    """Model FLOPs per trained token (benchmarks/train_cpu.py's count), LM head at every position."""
+    from train_cpu import model_flops_per_token
+
+    mcfg = json.loads((Path(model_dir) / "config.json").read_text())
+    return model_flops_per_token(mcfg, tokens_per_row, lora_r, 1.0, "full")
 
 
 def bench_rows(n: int) -> list[dict]:
@@ -149,6 +209,7 @@ def worker(variant: str, args) -> dict:
 
     import torch
     from datasets import Dataset
+    from kernel_probe import KernelProbe
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     from rbiqa.config import compose
@@ -173,6 +234,7 @@ def worker(variant: str, args) -> dict:
         "train.early_stopping_patience=0",
         "train.selection=final",
         "train.warmup_ratio=0.0",
+        *args.override,
     ]
     if args.threads:
         overrides.append(f"train.threads={args.threads}")
@@ -188,6 +250,11 @@ def worker(variant: str, args) -> dict:
     tokenized, _ = tokenize(pairs, tok, t.max_seq_len)
     model = load_base(model_dir, run.model_dtype, t, rt)
     out_dir = Path(tempfile.mkdtemp(prefix=f"bench_{variant}_"))
+    # kernels: counters from the start, a trace of the last warm-up step (never of a timed one)
+    probe = KernelProbe(
+        profile_step=args.warmup - 1 if args.warmup >= 2 and args.profile else None,
+        loss_head=rt.loss_head if variant == "ours" else "full (naive: the model's own loss)",
+    ).install()
     if variant == "ours":
         ds = Dataset.from_list(tokenized)
         evals = {"paraphrase": ds.select(range(2))}
@@ -230,7 +297,9 @@ def worker(variant: str, args) -> dict:
     trainer.data_collator = counter
     timer = make_timer(args.warmup)
     trainer.add_callback(timer)
+    trainer.add_callback(probe)
     trainer.train()
+    tokens_per_row = sum(len(r["input_ids"]) for r in tokenized) / len(tokenized)
     out = {
         "variant": variant,
         "runtime": rt.as_dict(),
@@ -248,14 +317,31 @@ def worker(variant: str, args) -> dict:
     }
     if rt.device == "cuda":
         out["peak_cuda_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+        out["peak_cuda_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
         out["device_name"] = torch.cuda.get_device_name(0)
+    fl = flops_per_token(model_dir, tokens_per_row, t.lora.r)
+    out["tokens_per_row"] = round(tokens_per_row, 1)
+    out["model_flop_per_token"] = fl["flop_per_token"]
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    if peak is None and rt.device == "cuda":
+        peak = dense_bf16_peak(out["device_name"])
+    out["mfu"] = round(out["useful_tokens_per_s"] * fl["flop_per_token"] / peak, 4) if peak else None
+    out["peak_flops"] = peak
+    out["kernels"] = probe.report()
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--synthetic", help="random-init model of this config (qwen2_5_3b), for a GPU without internet"
+        "--synthetic",
+        choices=sorted(SYNTHETIC),
+        help="random-init model of this config (no download): qwen2_5_3b, or qwen2_tiny (same code path)",
+    )
+    ap.add_argument(
+        "--synthetic-dir",
+        default=None,
+        help="where the synthetic model is saved (default data/cache/synthetic/<name>)",
     )
     ap.add_argument("--model-dir", default=str(REPO / "data/models/smollm2_135m"))
     ap.add_argument(
@@ -279,6 +365,24 @@ def main() -> None:
         help="dtype of the non-quantized weights (default: float32 CPU, bfloat16 GPU)",
     )
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="Hydra override for both variants' train settings (repeatable), e.g. train.use_liger_kernel=never",
+    )
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="dense bf16 peak for MFU (default: by GPU name, DENSE_BF16_TFLOPS; none on CPU)",
+    )
+    ap.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="no torch.profiler trace of the last warm-up step (kernel counters and inspection stay)",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_result", default=None, help=argparse.SUPPRESS)
@@ -304,7 +408,8 @@ def main() -> None:
         return
 
     if args.synthetic:
-        args.model_dir = str(build_synthetic(args.synthetic, REPO / "data/cache/synthetic" / args.synthetic))
+        dest = Path(args.synthetic_dir or REPO / "data/cache/synthetic" / args.synthetic)
+        args.model_dir = str(build_synthetic(args.synthetic, dest))
     device = torch.cuda.get_device_name(0).replace(" ", "_") if gpu else "cpu"
     results = {}
     for variant in ("naive", "ours"):
@@ -321,23 +426,42 @@ def main() -> None:
                 "max_seq_len",
                 "dtype",
                 "threads",
+                "peak_tflops",
             ):
                 if getattr(args, key) is not None:
                     cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+            cmd += [f"--override={o}" for o in args.override]
+            if not args.profile:
+                cmd.append("--no-profile")
             print(f"[{variant}] {' '.join(cmd)}", flush=True)
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)
             results[variant] = json.loads(Path(f.name).read_text()) | {
                 "wall_s": round(time.perf_counter() - t0, 1)
             }
-            print(json.dumps(results[variant], indent=1), flush=True)
+            shown = {k: v for k, v in results[variant].items() if k != "kernels"}
+            print(json.dumps(shown, indent=1), flush=True)
+            if results[variant].get("kernels"):
+                from kernel_probe import summarize
+
+                print("kernels ran:", json.dumps(summarize(results[variant]["kernels"])), flush=True)
     a, b = results["naive"], results["ours"]
     report = {
         "device": device,
         "model": args.synthetic or Path(args.model_dir).name,
         "settings": {
             k: getattr(args, k)
-            for k in ("experiment", "steps", "warmup", "batch", "rows", "max_seq_len", "dtype", "threads")
+            for k in (
+                "experiment",
+                "steps",
+                "warmup",
+                "batch",
+                "rows",
+                "max_seq_len",
+                "dtype",
+                "threads",
+                "override",
+            )
         },
         "naive": a,
         "ours": b,
@@ -350,6 +474,8 @@ def main() -> None:
             / a.get("peak_cuda_allocated_bytes", a["peak_rss_bytes"]),
             3,
         ),
+        "peak_flops": b.get("peak_flops"),
+        "mfu": {"naive": a.get("mfu"), "ours": b.get("mfu")},
     }
     out = Path(args.out or REPO / "benchmarks" / "results" / f"train_throughput_{device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
