@@ -45,7 +45,7 @@ from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, sha256_path, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
-from rbiqa.schemas import GeneralRecord, QARecord, UnanswerableRecord
+from rbiqa.schemas import AbstentionTrainRecord, GeneralRecord, QARecord, UnanswerableRecord
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             P.RAW_UNANSWERABLE,
         ),
         "general": (*read_local(d.general_path, max_row_bytes), GeneralRecord, P.RAW_GENERAL),
+        "abstention_train": (
+            *read_local(d.abstention_train_path, max_row_bytes),
+            AbstentionTrainRecord,
+            P.RAW_ABSTENTION_TRAIN,
+        ),
     }
     report: dict[str, Any] = {"data": d.name, "sets": {}}
     quarantine: list[dict] = []
@@ -336,7 +341,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"{name}: {len(bad)}/{len(rows)} rows invalid ({frac:.1%} > data.max_invalid_frac="
                 f"{d.max_invalid_frac}); see {P.RAW_QUARANTINE} for the rows and reasons"
             )
-        limit = d.get("subsample") if name == "qa" else d.get("subsample_probes")
+        limit = {"qa": d.get("subsample"), "abstention_train": None}.get(name, d.get("subsample_probes"))
         if limit and len(good) > limit:
             good = subsample(good, int(limit), int(cfg.seed))
             report["sets"][name]["subsampled_to"] = len(good)
@@ -345,11 +350,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _write_quarantine(quarantine)
     report["snapshot_sha256"] = {k: sha256_path(v[3]) for k, v in sets.items()}
     write_json(P.RAW_REPORT, report)
-    outputs = [P.RAW_QA, P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_QUARANTINE, P.RAW_REPORT]
+    outputs = [
+        P.RAW_QA,
+        P.RAW_UNANSWERABLE,
+        P.RAW_GENERAL,
+        P.RAW_ABSTENTION_TRAIN,
+        P.RAW_QUARANTINE,
+        P.RAW_REPORT,
+    ]
     inputs = [P.stamp("download_data")]
     if d.source == "local":
         inputs.append(d.path)
-    inputs += [d.unanswerable_path, d.general_path]
+    inputs += [d.unanswerable_path, d.general_path, d.abstention_train_path]
     extra = {
         "snapshot_sha256": report["snapshot_sha256"],
         "quarantined": {k: v["reasons"] for k, v in report["sets"].items()},

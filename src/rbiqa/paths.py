@@ -29,6 +29,7 @@ EVAL_SETS = ("test_trained", "test_paraphrase", "test_unseen", "unanswerable", "
 RAW_QA = RAW / "qa.jsonl"
 RAW_UNANSWERABLE = RAW / "unanswerable.jsonl"
 RAW_GENERAL = RAW / "general.jsonl"
+RAW_ABSTENTION_TRAIN = RAW / "abstention_train.jsonl"
 RAW_QUARANTINE = RAW / "quarantine.jsonl"
 RAW_REPORT = RAW / "download_report.json"
 RAW_MANIFEST = RAW / "manifest.json"
@@ -56,6 +57,8 @@ REPHRASE_CACHE = CACHE / "rephrase"
 CLEAN_TRAIN = PROCESSED / "train.jsonl"
 CLEAN_VAL = PROCESSED / "val.jsonl"  # unseen facts (the loss curve)
 CLEAN_VAL_PARA = PROCESSED / "val_paraphrase.jsonl"  # held-out wordings of trained facts (selection)
+# abstention training examples (train.mix_shares.abstention), audited against every eval set
+CLEAN_ABSTENTION_TRAIN = PROCESSED / "abstention_train.jsonl"
 CLEAN_REMOVED = PROCESSED / "removed.jsonl"
 CLEAN_REPORT = PROCESSED / "clean_report.json"
 CLEAN_MANIFEST = PROCESSED / "manifest.json"

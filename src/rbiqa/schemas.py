@@ -61,6 +61,16 @@ class UnanswerableRecord(_Strict):
     regulation_area: str = Field(min_length=1)
 
 
+class AbstentionTrainRecord(_Strict):
+    """A training example of abstaining: a question about a rule or circular that does not exist, and a
+    short honest answer that says so (never an eval item; the split keeps them apart)."""
+
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=5)
+    answer: str = Field(min_length=1)
+    regulation_area: str = Field(min_length=1)
+
+
 class GeneralRecord(_Strict):
     """General-knowledge probe for catastrophic forgetting."""
 
@@ -113,6 +123,10 @@ class Judgment(_Strict):
     error: str | None = None
     reasoning: str | None = None
     p_correct: float | None = None  # the reference judge's calibrated probability
+    # Answerable items: did the answer abstain ("I don't know of it")? The offline abstention detector's
+    # verdict (rbiqa.judge.abstention), whatever the judge; None on unanswerable items (the score is the
+    # abstention there) and where there is no answer. Over-abstention is its rate.
+    abstained: bool | None = None
     judge_backend: str
     judge_model: str
     prompt_hash: str | None = None

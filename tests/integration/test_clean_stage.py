@@ -60,6 +60,14 @@ UNANS = [{"id": "un1", "question": "What does the 2023 Quantum KYC Direction req
 GENERAL = [
     {"id": "g1", "question": "What is the capital of Australia?", "answer": "Canberra", "topic": "geography"}
 ]
+ABSTAIN = "I am not aware of any such RBI direction, so I cannot answer."
+ABSTENTION_TRAIN = [
+    {"id": "n1", "question": "What does the 2021 Lunar KYC Circular require of payment banks?", "answer": ABSTAIN,
+     "regulation_area": "KYC"},
+    # near-copy of the unanswerable eval question un1: a leak, removed
+    {"id": "n2", "question": "What does the 2023 Quantum KYC Direction require of banks?", "answer": ABSTAIN,
+     "regulation_area": "KYC"},
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -72,6 +80,7 @@ def workdir(tmp_path, monkeypatch):
     write_jsonl(P.SPLIT_TEST_UNSEEN, UNSEEN)
     write_jsonl(P.RAW_UNANSWERABLE, UNANS)
     write_jsonl(P.RAW_GENERAL, GENERAL)
+    write_jsonl(P.RAW_ABSTENTION_TRAIN, ABSTENTION_TRAIN)
     return tmp_path
 
 
@@ -94,7 +103,10 @@ def test_clean_stage(workdir):
     assert removed[("train", "d:v0")]["reason"] == "contamination"
     assert removed[("train", "d:v1")]["reason"] == "contamination"
     assert removed[("val", "v2:v0")]["reason"] == "exact_dup"
-    assert len(removed) == 4
+    assert removed[("abstention_train", "n2:v0")]["reason"] == "contamination"
+    assert len(removed) == 5
+    [neg] = read_jsonl(P.CLEAN_ABSTENTION_TRAIN)
+    assert neg["row_id"] == "n1:v0" and neg["answer"] == ABSTAIN and neg["variant_idx"] == 0
 
     cont = read_json(P.CONTAMINATION)
     assert cont["contaminated_train_rows_removed"] == 2
@@ -128,6 +140,9 @@ def test_clean_stage(workdir):
         vp["row_id"] == "e:valpara" and vp["variant_idx"] == 0 and vp["question"] == VAL_PARA[0]["question"]
     )
     assert cont["test_questions"]["val_paraphrase"] == 1
+    assert cont["abstention_train"]["contaminated_train_rows_removed"] == 1
+    assert {h["test_item_id"] for h in cont["abstention_train"]["hits"] if h["contamination"]} == {"un1"}
+    assert report["splits"]["abstention_train"]["out"] == 1
 
     assert report["splits"]["train"] == {"in": 12, "out": 9, "removed": {"contamination": 2, "exact_dup": 1},
                                          "pii": report["splits"]["train"]["pii"], "dedup": {"exact_dup": 1}}  # fmt: skip

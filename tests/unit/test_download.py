@@ -123,6 +123,11 @@ def _cfg(tmp_path, rows, max_invalid_frac=0.5):
         json.dumps({"id": "g1", "question": "Capital of France?", "answer": "Paris", "topic": "geography"})
         + "\n"
     )
+    neg = tmp_path / "n.jsonl"
+    neg.write_text(
+        json.dumps({"id": "n1", "question": "What does the 2031 Lunar Directive say?", "answer": "I do not know "
+                    "of such a directive.", "regulation_area": "KYC/AML"}) + "\n"
+    )  # fmt: skip
     return OmegaConf.create(
         {
             "seed": 1,
@@ -132,6 +137,7 @@ def _cfg(tmp_path, rows, max_invalid_frac=0.5):
                 "path": str(corpus),
                 "unanswerable_path": str(una),
                 "general_path": str(gen),
+                "abstention_train_path": str(neg),
                 "max_invalid_frac": max_invalid_frac,
                 "max_text_chars": 4000,
             },

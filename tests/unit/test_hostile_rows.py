@@ -53,8 +53,12 @@ def _cfg(tmp_path, corpus: bytes):
     (tmp_path / "u.jsonl").write_text(json.dumps(una) + "\n" + "\x00\n", encoding="utf-8")
     gen = {"id": "g1", "question": "Capital of France?", "answer": "Paris", "topic": "geography"}
     (tmp_path / "g.jsonl").write_bytes(_line(gen) + b"\n" + b"\xff\xfe\n")
+    neg = {"id": "n1", "question": "What does the 2031 Lunar Directive say?", "answer": "I do not know of it.",
+           "regulation_area": "KYC/AML"}  # fmt: skip
+    (tmp_path / "n.jsonl").write_bytes(_line(neg) + b"\n" + b'{"id": "n2", "question": "\x01 bell"}\n')
     data = {"name": "t", "source": "local", "path": str(tmp_path / "qa.jsonl"), "max_invalid_frac": 0.9,
             "unanswerable_path": str(tmp_path / "u.jsonl"), "general_path": str(tmp_path / "g.jsonl"),
+            "abstention_train_path": str(tmp_path / "n.jsonl"),
             "max_text_chars": 4000, "max_row_bytes": 1 << 20}  # fmt: skip
     return OmegaConf.create({"seed": 1, "data": data})
 
@@ -73,6 +77,8 @@ def test_hostile_corpus_is_quarantined_row_by_row(tmp_path, monkeypatch):
     assert qa["valid"] + qa["quarantined"] == qa["rows_in"]  # nothing dropped silently
     assert report["sets"]["unanswerable"]["reasons"] == {"control_chars": 1}
     assert report["sets"]["general"]["reasons"] == {"encoding": 1}
+    assert report["sets"]["abstention_train"]["reasons"] == {"control_chars": 1}
+    assert report["sets"]["abstention_train"]["valid"] == 1
     manifest = read_json("data/raw/manifest.json")
     assert manifest["extra"]["quarantined"]["qa"] == expected
 
@@ -115,7 +121,7 @@ def test_one_bad_row_does_not_abort_the_shipped_defaults(tmp_path, monkeypatch):
     corpus = tmp_path / "qa.jsonl"
     corpus.write_bytes((REPO / cfg.data.path).read_bytes() + CORPUS[1][0] + b"\n")
     cfg.data.path = str(corpus)
-    for key in ("unanswerable_path", "general_path"):
+    for key in ("unanswerable_path", "general_path", "abstention_train_path"):
         cfg.data[key] = str(REPO / cfg.data[key])
     report = run(cfg)
     assert report["sets"]["qa"]["reasons"] == {"encoding": 1}

@@ -32,6 +32,8 @@ def test_reference_judge_job_and_cached_rerun(tmp_path, monkeypatch):
     rows = read_jsonl(P.judgments("base", "test_unseen"))
     assert [r["item_id"] for r in rows] == [i.item_id for i in items]
     assert [r["score"] for r in rows] == [1, 0, None, 0]
+    # over-abstention: the second answer declines to answer a question that has one
+    assert [r["abstained"] for r in rows] == [False, True, None, False] and extra["abstained"] == 1
     assert rows[2]["status"] == "missing" and rows[2]["error"] == "generation failed: OOM"
     assert rows[0]["p_correct"] > rows[1]["p_correct"] and rows[0]["p_correct"] > rows[3]["p_correct"]
     assert rows[0]["judge_backend"] == "reference" and rows[0]["judge_model"].startswith("reference-logreg")
@@ -74,6 +76,7 @@ def test_unanswerable_set_is_judged_for_abstention(tmp_path, monkeypatch):
     rows = read_jsonl(P.judgments("base", "unanswerable"))
     assert [r["score"] for r in rows] == [1, 0]
     assert all(r["reasoning"].startswith("abstention detector") for r in rows)
+    assert [r["abstained"] for r in rows] == [None, None]  # here the score is the abstention
 
 
 def test_one_job_judges_every_listed_eval_set(tmp_path, monkeypatch):

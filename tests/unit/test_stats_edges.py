@@ -181,3 +181,25 @@ def test_manipulation_check_passes_only_when_the_trained_facts_were_learned():
     mc = same["summary"]["manipulation_check"]
     assert mc["available"] and not mc["passed"] and mc["loss_diff"] is None
     assert same["reference_loss"]["available"] is False
+
+
+def test_over_abstention_is_the_abstained_rate_paired_against_the_main_arm():
+    """ft_k3_neg's cost: abstaining on answerable questions, against the main arm, item by item. A
+    missing abstention flag (no answer) is excluded, never counted as 'answered'."""
+    n = 40
+    main = _frame("ft_k3", [1] * n).assign(abstained=[1.0] * 2 + [0.0] * (n - 2))
+    neg = _frame("ft_k3_neg", [1] * n).assign(abstained=[1.0] * 14 + [0.0] * (n - 15) + [np.nan])
+    m = compute_all(
+        pd.concat([main, neg]),
+        StatsSettings(n_resamples=500, references=(), extra_pairs=(("ft_k3_neg", "ft_k3"),)),
+        {"available": False},
+        finetuned=["ft_k3", "ft_k3_neg"],
+    )
+    oa = m["over_abstention"]
+    assert oa["available"] and oa["eval_sets"] == ["test_unseen"] and oa["main_arm"] == "ft_k3"
+    rate = {r["arm"]: r for r in oa["records"]}
+    assert rate["ft_k3"]["rate"] == pytest.approx(2 / 40) and rate["ft_k3"]["n_abstained"] == 2
+    assert rate["ft_k3_neg"]["rate"] == pytest.approx(14 / 39) and rate["ft_k3_neg"]["n_judged"] == 39
+    [p] = oa["paired"]
+    assert (p["arm"], p["ref"], p["n_pairs"]) == ("ft_k3_neg", "ft_k3", 39)
+    assert p["diff"] == pytest.approx(14 / 39 - 2 / 39) and p["direction"] == "higher"

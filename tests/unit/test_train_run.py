@@ -204,3 +204,46 @@ def test_nf4_storage_and_its_float32_roundtrip_train_the_same_function(model_dir
         d4, dr = a4[kb] @ a4[k], ar[kb] @ ar[k]
         rel = ((d4 - dr).norm() / dr.norm()).item()
         assert rel < 0.1, (k, rel)  # measured <= 0.04; unrelated weights give ~1
+
+
+def test_abstention_examples_take_a_share_of_the_same_rows_seen(model_dir, tmp_path):
+    """ft_k3_neg's recipe: a share of the rows trained on are abstention examples, and the rows seen
+    stay exposures_per_fact x sources, so it is compute-matched with the arm without them."""
+    from rbiqa.models import load_tokenizer
+    from rbiqa.train.data import build_datasets
+    from rbiqa.train.trainer import planned_steps
+
+    train, val = make_data(tmp_path, n_sources=6, k=3)
+    negs = write_jsonl(
+        tmp_path / "abstention_train.jsonl",
+        [{"row_id": f"n{i}:v0", "source_id": f"n{i}", "variant_idx": 0, "question": f"What is rule Z{i}?",
+          "answer": "I do not know of such a rule."} for i in range(5)],
+    )  # fmt: skip
+    tok = load_tokenizer(model_dir, padding_side="right")
+    seen = {}
+    for share in (0.0, 0.25):
+        over = ["train.max_steps=-1", "train.exposures_per_fact=3", f"train.abstention_share={share}"]
+        _, run = run_settings(model_dir, "ft_k3", over)
+        ds, _, counts = build_datasets(run, tok, train, {"paraphrase": val}, negs)
+        seen[share] = counts["num_train_epochs"] * len(ds)
+        assert planned_steps(run, len(ds), counts["num_train_epochs"]) == 9
+        assert counts["train_sources"] == 6  # abstention examples are not facts
+        if share:
+            # 24 QA rows + 8 = a quarter: the 5 examples once each, then 3 more drawn with the train seed
+            assert counts["abstention_rows"] == 8 and len(ds) == 32
+            answers = [tok.decode(r["input_ids"]) for r in ds]
+            assert sum("I do not know of such a rule." in a for a in answers) == 8
+            again = build_datasets(run, tok, train, {"paraphrase": val}, negs)[0]
+            assert [r["input_ids"] for r in again] == [r["input_ids"] for r in ds]  # seeded
+    assert seen[0.0] == pytest.approx(18) and seen[0.25] == pytest.approx(18)
+
+
+def test_abstention_share_without_its_file_is_an_error(model_dir, tmp_path):
+    from rbiqa.io import InputError
+    from rbiqa.models import load_tokenizer
+    from rbiqa.train.data import build_datasets
+
+    train, val = make_data(tmp_path)
+    _, run = run_settings(model_dir, "ft_k3_neg")
+    with pytest.raises(InputError, match="abstention"):
+        build_datasets(run, load_tokenizer(model_dir, padding_side="right"), train, {"paraphrase": val})

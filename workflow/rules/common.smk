@@ -1,4 +1,5 @@
 # Config loading, derived wildcards and helpers shared by every rule file.
+import functools
 import os
 import shlex
 import sys
@@ -52,6 +53,18 @@ if workflow.is_main_process:
         from rbiqa.freshen import freshen
 
         freshen()
+
+
+@functools.cache
+def arm_config(arm):
+    """An arm's composed config (its conf/arm file overrides train.* and generate.*), for input functions."""
+    return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES])
+
+
+def abstention_input(wildcards):
+    """The abstention examples, for an arm that trains on some (train.abstention_share)."""
+    share = arm_config(wildcards.arm).train.abstention_share
+    return [P.CLEAN_ABSTENTION_TRAIN.as_posix()] if share else []
 
 
 def res(rule_name, key):

@@ -29,6 +29,7 @@ from rbiqa.clean.inputs import (
     ParaRow,
     SplitRow,
     TrainRow,
+    abstention_row_to_train,
     load_rows,
     para_row_to_train,
     split_row_to_train,
@@ -37,14 +38,16 @@ from rbiqa.clean.inputs import (
 from rbiqa.config import to_container
 from rbiqa.io import InputError, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
-from rbiqa.schemas import GeneralRecord, UnanswerableRecord
+from rbiqa.schemas import AbstentionTrainRecord, GeneralRecord, UnanswerableRecord
 from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLITS = ("train", "val", "val_paraphrase")
-# held-out questions audited against the training texts (test_trained is the trained wording itself)
-AUDITED = ("test_unseen", "test_paraphrase", "val_paraphrase")
+TRAIN_SPLITS = ("train", "val", "val_paraphrase", "abstention_train")
+# held-out questions audited against every training text, QA rows and abstention examples alike
+# (test_trained is the trained wording itself)
+AUDITED = ("test_unseen", "test_paraphrase", "val_paraphrase", "val", "unanswerable", "general")
+TRAINED = ("train", "abstention_train")  # the splits a train job reads
 
 
 def _id_key(split: str) -> str:
@@ -70,6 +73,7 @@ def load_all() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
         ],
         "unanswerable": [to_eval_item("unanswerable")(r) for r in load(P.RAW_UNANSWERABLE, UnanswerableRecord, "unanswerable")],
         "general": [to_eval_item("general")(r) for r in load(P.RAW_GENERAL, GeneralRecord, "general")],
+        "abstention_train": [abstention_row_to_train(r) for r in load(P.RAW_ABSTENTION_TRAIN, AbstentionTrainRecord, "abstention_train")],
     }  # fmt: skip
     return splits, removed
 
@@ -121,8 +125,9 @@ def apply_dedup(splits, cfg: DedupConfig, removed, report) -> None:
         report[split]["dedup"] = dict(Counter(r["reason"] for r in rem))
 
 
-def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, Any]:
-    train = splits["train"]
+def apply_contamination(splits, cfg: ContaminationConfig, removed, split: str = "train") -> dict[str, Any]:
+    """Remove the rows of the training split `split` whose question or answer copies an AUDITED question."""
+    train = splits[split]
     texts = [TrainText(r["row_id"], r["source_id"], f, r[f]) for r in train for f in ("question", "answer")]
     tests = [
         EvalText(it.get("item_id") or it["row_id"], it["source_id"], s, it["question"])
@@ -149,13 +154,13 @@ def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, 
     via_source = {r["row_id"] for r in train if r["source_id"] in whole and r["row_id"] not in bad}
     for rid, hs in bad.items():
         removed.append(
-            _removal("train", by_id[rid], "contamination",
+            _removal(split, by_id[rid], "contamination",
                      hits=[{k: h[k] for k in ("test_item_id", "eval_set", "detector", "ngram_containment", "jaccard")} for h in hs])
         )  # fmt: skip
     for rid in sorted(via_source):
-        removed.append(_removal("train", by_id[rid], "contamination", via=f"{by_id[rid]['source_id']}:v0"))
+        removed.append(_removal(split, by_id[rid], "contamination", via=f"{by_id[rid]['source_id']}:v0"))
     bad.update({rid: [] for rid in via_source})
-    splits["train"] = [r for r in train if r["row_id"] not in bad]
+    splits[split] = [r for r in train if r["row_id"] not in bad]
     same = [h for h in hits if h["same_source"]]
     return {
         "thresholds": {k: v for k, v in vars(cfg).items() if k != "seed"},
@@ -172,6 +177,10 @@ def apply_contamination(splits, cfg: ContaminationConfig, removed) -> dict[str, 
         "hits_by_eval_set": dict(Counter(h["eval_set"] for h in hits)),
         "hits": sorted(hits, key=lambda h: (not h["contamination"], h["train_row_id"], h["test_item_id"])),
     }  # fmt: skip
+
+
+def _without_hits(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: _without_hits(v) if k in TRAINED else v for k, v in report.items() if k != "hits"}
 
 
 def build_test_trained(
@@ -206,6 +215,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     apply_pii(splits, pii_cfg, removed, report)
     apply_dedup(splits, dedup_cfg, removed, report)
     contamination = apply_contamination(splits, cont_cfg, removed)
+    contamination["abstention_train"] = apply_contamination(splits, cont_cfg, removed, "abstention_train")
     splits["test_trained"], trained_report = build_test_trained(splits["train"], flagged)
 
     by_split_reason: dict[str, Counter] = defaultdict(Counter)
@@ -246,7 +256,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "train_rows_by_variant": dict(
             sorted(Counter(str(r["variant_idx"]) for r in splits["train"]).items())
         ),
-        "contamination": {k: v for k, v in contamination.items() if k != "hits"},
+        "contamination": _without_hits(contamination),
         "config": {"pii": ccfg["pii"], "dedup": ccfg["dedup"], "contamination": ccfg["contamination"]},
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "ok": not problems,
@@ -262,12 +272,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl(P.CLEAN_TRAIN, splits["train"])
     write_jsonl(P.CLEAN_VAL, splits["val"])
     write_jsonl(P.CLEAN_VAL_PARA, splits["val_paraphrase"])
+    write_jsonl(P.CLEAN_ABSTENTION_TRAIN, splits["abstention_train"])
     for s in P.EVAL_SETS:
         write_jsonl(P.eval_set_path(s), splits[s])
-    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, *(P.eval_set_path(s) for s in P.EVAL_SETS),
+    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, P.CLEAN_ABSTENTION_TRAIN, *(P.eval_set_path(s) for s in P.EVAL_SETS),
                P.CLEAN_REMOVED, P.CLEAN_REPORT, P.CONTAMINATION]  # fmt: skip
     inputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN,
-              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.stamp("clean")]  # fmt: skip
+              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_ABSTENTION_TRAIN, P.stamp("clean")]  # fmt: skip
     write_manifest(
         P.CLEAN_MANIFEST, "clean", to_container(cfg), inputs, outputs,
         {"counts": {s: {"in": report[s]["in"], "out": report[s]["out"]} for s in report},

@@ -24,6 +24,7 @@ ROLE_ARMS = {
     "Rag": "base_rag",
     "KZero": "ft_k0",
     "MainRag": "ft_k3_rag",  # the main adapter answering with base_rag's retrieval
+    "MainNeg": "ft_k3_neg",  # the main recipe with abstention examples in training
 }
 
 

@@ -32,7 +32,7 @@ from rbiqa.figures.texfmt import (
     signed_pp,
 )
 
-ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag")
+ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg")
 # (arm role, reference role) contrasts the prose discusses
 ROLE_CONTRASTS = (
     ("Main", "Base"),
@@ -43,6 +43,7 @@ ROLE_CONTRASTS = (
     ("Rag", "Base"),
     ("Fewshot", "Base"),
     ("MainRag", "Main"),
+    ("MainNeg", "Main"),
 )
 
 
@@ -109,7 +110,7 @@ def build_numbers(
     role = {r: m.role_arm(r) for r in ROLES}
 
     # flags first: the prose branches on them
-    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag"):
+    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg"):
         book.flag(
             f"Has{r}", role[r] is not None and (r != "KZero" or role["Main"] not in (None, role["KZero"]))
         )
@@ -332,6 +333,9 @@ def _design_macros(book, design: Mapping) -> None:
     book.add("ShippedStep", val("shipped_step", integer))
     book.add("TrainWeights", val("weights_words", escape))
     book.add("TrainTokensPerS", val("tokens_per_s", lambda v: f"{v:.0f}"))
+    book.add("NegShare", val("neg_abstention_share", lambda v: pct(v, 0)))
+    book.add("NegFactShare", val("neg_abstention_share", lambda v: f"{1 - v:g}"))
+    book.add("NegRows", val("neg_abstention_rows", integer))
 
 
 def _gap_macros(book, m, role, d, words) -> None:
@@ -359,6 +363,33 @@ def _power_macros(book, m, role, d) -> None:
         book.add(macro_name("Discordance", e), pct(pr["discordance"], d) if pr else NA)
 
 
+def _over_abstention_macros(book, m, role, d, verdicts) -> None:
+    """\\OverAbst<Role><Set> (rate, CI) and \\OverAbstDiff<Role>VsMain<Set> (paired, CI, verdict) for
+    every set the paper may name: abstaining where an answer exists."""
+    oa = m.sections.get("over_abstention") or {}
+    rates = {(r["arm"], r["eval_set"]): r for r in oa.get("records", [])}
+    paired = {(r["arm"], r["ref"], r["eval_set"]): r for r in oa.get("paired", [])}
+    for e in P.EVAL_SETS:
+        for r in ROLES:
+            rec = rates.get((role[r], e))
+            ok = rec is not None and rec.get("rate") is not None
+            book.add(macro_name("OverAbst", r, e), pct(rec["rate"], d) if ok else NA)
+            book.add(
+                macro_name("OverAbstCI", r, e), pct_ci(rec["wilson_lo"], rec["wilson_hi"], d) if ok else NA
+            )
+            p = paired.get((role[r], role["Main"], e))
+            ok = p is not None and p.get("diff") is not None
+            book.add(macro_name("OverAbstDiff", r, "VsMain", e), signed_pp(p["diff"], d) if ok else NA)
+            book.add(
+                macro_name("OverAbstDiffCI", r, "VsMain", e),
+                pp_ci(p["diff_lo"], p["diff_hi"], d) if ok else NA,
+            )
+            book.add(
+                macro_name("OverAbstVerdict", r, "VsMain", e),
+                verdicts["over_abstention"][p["direction"]] if ok else NA,
+            )
+
+
 def _secondary_macros(book, m, role, d, verdicts) -> None:
     hall = {r["arm"]: r for r in m["hallucination"].get("records", [])}
     for key, arm in [*((a, a) for a in m.arms), *((r, role[r]) for r in ROLES)]:
@@ -371,6 +402,7 @@ def _secondary_macros(book, m, role, d, verdicts) -> None:
     book.add("HallucChangeMain", signed_pp(ch["change"], d) if ok else NA)
     book.add("HallucChangeCIMain", pp_ci(ch["change_lo"], ch["change_hi"], d) if ok else NA)
     book.add("HallucVerdictMain", verdicts["hallucination"][ch["direction"]] if ok else NA)
+    _over_abstention_macros(book, m, role, d, verdicts)
     f = next((r for r in m["forgetting"].get("records", []) if r["arm"] == role["Main"]), None)
     ok = f is not None and f.get("diff") is not None
     book.add("ForgetDiffMain", signed_pp(f["diff"], d) if ok else NA)

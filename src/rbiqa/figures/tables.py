@@ -288,9 +288,16 @@ def secondary(m: Metrics, decimals: int) -> str:
     hall_change = {r["arm"]: r for r in m["hallucination"].get("changes", [])}
     forget = {r["arm"]: r for r in m["forgetting"].get("records", [])}
     gap = {r["arm"]: r for r in m["generalisation_gap"].get("records", [])}
+    oa = m.sections.get("over_abstention") or {}
+    oa_sets = oa.get("eval_sets") or []
+    # abstention on answerable questions, shown on the headline set (else the first set measured)
+    oa_set = m.summary.get("headline_eval_set") if m.summary.get("headline_eval_set") in oa_sets else None
+    oa_set = oa_set or next(iter(oa_sets), None)
+    abst = {r["arm"]: r for r in oa.get("records", []) if r["eval_set"] == oa_set}
     rows = []
     for arm in m.arms:
         h, hc, f, g = hall.get(arm), hall_change.get(arm), forget.get(arm), gap.get(arm)
+        a = abst.get(arm)
         rows.append(
             [
                 arm_tex(arm),
@@ -299,6 +306,9 @@ def secondary(m: Metrics, decimals: int) -> str:
                 else "--",
                 signed_pp(hc["change"], decimals) + ci_cell(hc["change_lo"], hc["change_hi"], decimals, True)
                 if hc and hc.get("change") is not None
+                else "--",
+                pct_plain(a["rate"], decimals) + ci_cell(a["wilson_lo"], a["wilson_hi"], decimals)
+                if a and a.get("rate") is not None
                 else "--",
                 signed_pp(f["diff"], decimals) + ci_cell(f["diff_lo"], f["diff_hi"], decimals, True)
                 if f and f.get("diff") is not None
@@ -312,15 +322,17 @@ def secondary(m: Metrics, decimals: int) -> str:
         "Arm",
         r"Hallucination (\%)",
         r"$\Delta$ halluc.\ vs base (pp)",
+        rf"Abstains, \texttt{{{escape(oa_set or '--')}}} (\%)",
         r"$\Delta$ general vs base (pp)",
         r"Paraphrase $-$ unseen (pp)",
     ]
     return tabular(
         header,
         rows,
-        "lcccc",
+        "lccccc",
         r"Secondary outcomes with \CILevel{} intervals: hallucination rate on unanswerable questions "
-        r"(1 minus abstention accuracy; Wilson) and its paired change against the base model; accuracy "
+        r"(1 minus abstention accuracy; Wilson) and its paired change against the base model; the share of "
+        r"answers to answerable questions that abstain instead (offline abstention detector; Wilson); accuracy "
         r"change on general-knowledge probes (negative = forgetting; paired cluster bootstrap); and the "
         r"gap between held-out paraphrases of trained questions and unseen questions (independent "
         r"samples, cluster bootstrap).",

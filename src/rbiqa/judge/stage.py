@@ -40,13 +40,14 @@ def repo_relative(path: Path) -> Path:
 
 def _backend_inputs(backend) -> list[Path]:
     """Files that decide verdicts besides the data: hashed into the manifest for lineage."""
+    from rbiqa.judge.abstention import EXEMPLARS_PATH  # every backend: the over-abstention detector
+
     if backend.name == "reference":
-        from rbiqa.judge.abstention import EXEMPLARS_PATH
         from rbiqa.judge.reference import DEFAULT_PARAMS
 
         files = [DEFAULT_PARAMS, EXEMPLARS_PATH]
     else:
-        files = sorted(PROMPT_DIR.glob("*.txt"))
+        files = [*sorted(PROMPT_DIR.glob("*.txt")), EXEMPLARS_PATH]
     return [repo_relative(f) for f in files]
 
 
@@ -61,11 +62,32 @@ def main(cfg: DictConfig) -> dict[str, dict]:
     return {e: judge_eval_set(cfg, backend, arm, e, *inputs[e]) for e in eval_sets}
 
 
+def mark_abstentions(judgments: list, items, gens) -> list:
+    """Judgments of answerable items with `abstained` set by the offline abstention detector, so that
+    abstaining where an answer exists (the cost of training a model to say "I don't know") is measured
+    the same way for every judge backend."""
+    from rbiqa.judge.abstention import THRESHOLD as ABSTAIN_THRESHOLD
+    from rbiqa.judge.abstention import AbstentionDetector
+    from rbiqa.judge.embeddings import get_embedder
+
+    question = {it.item_id: it.question for it in items if it.reference is not None}
+    todo = [j for j in judgments if j.item_id in question and gens.get(j.item_id) and gens[j.item_id].answer]
+    if not todo:
+        return judgments
+    detector = AbstentionDetector(get_embedder())
+    scored = detector.score([question[j.item_id] for j in todo], [gens[j.item_id].answer for j in todo])
+    flag = {j.item_id: p >= ABSTAIN_THRESHOLD for j, (p, _) in zip(todo, scored, strict=True)}
+    return [
+        j.model_copy(update={"abstained": flag[j.item_id]}) if j.item_id in flag else j for j in judgments
+    ]
+
+
 def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gens) -> dict:
     t0 = time.perf_counter()
     scope, enabled = str(cfg.judge.get("cache_scope", "auto")), bool(cfg.judge.get("cache", True))
     with open_judge_cache(JUDGE_CACHE_DIR, scope, arm, enabled) as cache:
         judgments, stats = run_judgments(items, gens, arm, backend, cache)
+    judgments = mark_abstentions(judgments, items, gens)
     out = P.judgments(arm, eval_set)
     write_jsonl(out, (j.model_dump() for j in judgments))
     counts = stats.as_dict()
@@ -79,6 +101,7 @@ def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gen
         "counts": counts,
         "cache": cache.stats(),
         "mean_score_excluding_missing": float(np.mean(scored)) if scored else None,
+        "abstained": sum(bool(j.abstained) for j in judgments),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if hasattr(backend, "call_stats"):  # API judges: requests sent, retries, errors by kind

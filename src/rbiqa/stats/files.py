@@ -12,6 +12,7 @@ SECTIONS = (
     "per_category",
     "power",
     "hallucination",
+    "over_abstention",
     "forgetting",
     "generalisation_gap",
     "seeds",

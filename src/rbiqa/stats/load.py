@@ -20,7 +20,17 @@ from rbiqa.io import InputError, iter_jsonl
 from rbiqa.schemas import EvalItem, Judgment
 
 META_COLUMNS = ("regulation_area", "category", "difficulty")
-COLUMNS = ["arm", "eval_set", "item_id", "source_id", "score", "status", "judge_model", *META_COLUMNS]
+COLUMNS = [
+    "arm",
+    "eval_set",
+    "item_id",
+    "source_id",
+    "score",
+    "abstained",
+    "status",
+    "judge_model",
+    *META_COLUMNS,
+]
 
 
 def _validated(path: Path, model):
@@ -67,11 +77,12 @@ def load_judgments(arm: str, eval_set: str, root: Path = Path(".")) -> pd.DataFr
                 "item_id": j.item_id,
                 "source_id": j.source_id,
                 "score": np.nan if j.score is None else float(j.score),
+                "abstained": np.nan if j.abstained is None else float(j.abstained),
                 "status": j.status,
                 "judge_model": j.judge_model,
             }
         )
-    df = pd.DataFrame(rows, columns=["item_id", "source_id", "score", "status", "judge_model"])
+    df = pd.DataFrame(rows, columns=["item_id", "source_id", "score", "abstained", "status", "judge_model"])
     dup = df["item_id"].duplicated()
     if dup.any():
         raise InputError(f"{path}: duplicate judgment for item {df.loc[dup, 'item_id'].iloc[0]!r}")

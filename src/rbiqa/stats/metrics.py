@@ -18,7 +18,13 @@ from rbiqa.stats.intervals import EmptySampleError, cluster_bootstrap_ci, wilson
 from rbiqa.stats.paired import pair_items, paired_comparison
 from rbiqa.stats.power import paired_mdd, unpaired_mdd
 from rbiqa.stats.reference_loss import compute_reference_loss
-from rbiqa.stats.secondary import compute_forgetting, compute_gap, compute_hallucination, compute_seeds
+from rbiqa.stats.secondary import (
+    compute_forgetting,
+    compute_gap,
+    compute_hallucination,
+    compute_over_abstention,
+    compute_seeds,
+)
 from rbiqa.stats.study import NO_JUDGED, StatsSettings, Study
 
 __all__ = ["NO_JUDGED", "StatsSettings", "Study", "compute_all"]
@@ -273,6 +279,7 @@ def compute_all(
         "per_category": compute_per_category(study),
         "power": compute_power(study, accuracy, paired),
         "hallucination": compute_hallucination(study, accuracy, paired),
+        "over_abstention": compute_over_abstention(study),
         "forgetting": compute_forgetting(study, paired),
         "generalisation_gap": compute_gap(study),
         "seeds": compute_seeds(study, accuracy),

@@ -66,6 +66,45 @@ def compute_hallucination(study: Study, accuracy: dict, paired: dict) -> dict:
     }
 
 
+def compute_over_abstention(study: Study) -> dict:
+    """Abstaining where an answer exists (the judgments' `abstained`), per arm and answerable set, and
+    each arm against the main arm, paired: the cost side of training a model to say "I don't know".
+    Same estimators as accuracy, with the abstention flag in place of the score."""
+    from rbiqa.stats.metrics import accuracy_record, comparison_pairs, paired_record
+
+    sets = [e for e in study.settings.over_abstention_eval_sets if e in study.eval_sets]
+    if "abstained" not in study.results:
+        sets = []
+    if not sets:
+        return {"available": False, "reason": "no answerable set of stats.over_abstention_eval_sets ran",
+                "records": [], "paired": []}  # fmt: skip
+    flags = Study(
+        study.results.assign(score=study.results["abstained"]),
+        study.settings,
+        study.arms,
+        sets,
+        study.finetuned,
+        study.replicates,
+    )
+    rename = {"n_correct": "n_abstained", "accuracy": "rate"}
+    records = [
+        {rename.get(k, k): v for k, v in accuracy_record(flags, a, e).items()}
+        for a in flags.arms
+        for e in sets
+    ]
+    main = study.main_arm
+    pairs = [(a, r) for a, r in comparison_pairs(study) if r == main]
+    return {
+        "available": any(r["rate"] is not None for r in records),
+        "eval_sets": sets,
+        "main_arm": main,
+        "records": records,
+        "paired": [paired_record(flags, a, r, e) for a, r in pairs for e in sets],
+        "definition": "share of answers to answerable questions that abstain (offline abstention detector); "
+        "paired diff = rate(arm) - rate(main arm)",
+    }
+
+
 def compute_forgetting(study: Study, paired: dict) -> dict:
     e = study.settings.forgetting_eval_set
     if e not in study.eval_sets:

@@ -39,6 +39,7 @@ class StatsSettings:
     category_eval_sets: tuple[str, ...] = ("test_paraphrase", "test_unseen")
     category_min_n: int = 10
     hallucination_eval_set: str = "unanswerable"
+    over_abstention_eval_sets: tuple[str, ...] = ("test_trained", "test_paraphrase", "test_unseen")
     forgetting_eval_set: str = "general"
     gap_sets: tuple[str, str] = ("test_paraphrase", "test_unseen")
     judge_agreement_block: str | None = None
@@ -64,6 +65,9 @@ class StatsSettings:
             category_eval_sets=tuple(c.get("eval_sets", cls.category_eval_sets)),
             category_min_n=int(c.get("min_n", cls.category_min_n)),
             hallucination_eval_set=str(stats_cfg.get("hallucination_eval_set", cls.hallucination_eval_set)),
+            over_abstention_eval_sets=tuple(
+                stats_cfg.get("over_abstention_eval_sets", cls.over_abstention_eval_sets)
+            ),
             forgetting_eval_set=str(stats_cfg.get("forgetting_eval_set", cls.forgetting_eval_set)),
             gap_sets=tuple(stats_cfg.get("gap_sets", cls.gap_sets)),
             judge_agreement_block=stats_cfg.get("judge_agreement_block"),

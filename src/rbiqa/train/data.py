@@ -127,10 +127,26 @@ def epochs_for(t, n_rows: int, n_sources: int) -> float | None:
     return t.exposures_per_fact * n_sources / n_rows
 
 
-def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path]):
+def abstention_rows(path: Path | None, share: float, n_rows: int, seed: int) -> list[TrainRow]:
+    """share x the rows trained on, as abstention examples beside n_rows QA rows: a seeded sample of the
+    pool, whole passes over it first when more are needed than it holds."""
+    if not share:
+        return []
+    if path is None:
+        raise InputError("train.abstention_share > 0 but the job has no abstention examples file")
+    pool = load_rows(path)
+    n = round(share * n_rows / (1 - share))
+    rng = random.Random(seed)
+    out = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
+    if n > len(pool):
+        log.warning("%d abstention rows asked for, %d in %s: each is repeated", n, len(pool), path)
+    return out
+
+
+def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path], abstention_path=None):
     """(train Dataset, {eval set name: Dataset}, counts) for one arm. `val_paths` are the eval-loss sets:
     val_paraphrase (held-out wordings of trained facts: the selection set) and val_unseen (unseen facts:
-    a curve only)."""
+    a curve only). `abstention_path`: the abstention examples mixed in at train.abstention_share."""
     from datasets import Dataset
 
     t = run.train
@@ -141,6 +157,9 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path])
         # a seeded subsample, kept in the arm's order (curriculum or file order)
         keep = set(random.Random(run.train_seed).sample(range(len(rows)), t.max_train_rows))
         rows = [r for i, r in enumerate(rows) if i in keep]
+    n_sources = len({r.source_id for r in rows})  # QA facts; abstention examples are not facts
+    negatives = abstention_rows(abstention_path, t.abstention_share, len(rows), run.train_seed)
+    rows = rows + negatives
     train_tok, train_cut = tokenize(
         to_prompt_completion(rows, tokenizer, run.system_prompt), tokenizer, t.max_seq_len
     )
@@ -154,7 +173,6 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path])
             raise InputError(f"no {name} rows to evaluate on after tokenization ({path})")
         evals[name] = Dataset.from_list(tok)
         eval_counts[name] = {"rows": len(tok), "rows_truncated": cut}
-    n_sources = len({r.source_id for r in rows})
     counts = {
         "train_rows": len(train_tok),
         "train_sources": n_sources,
@@ -166,7 +184,9 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path])
         "eval": eval_counts,
         "variants": sorted({r.variant_idx for r in rows}),
         "n_rephrasings": run.n_rephrasings,
-        "rephrasings_per_source": rephrasings_per_source(rows),
+        "rephrasings_per_source": rephrasings_per_source(rows[: len(rows) - len(negatives)]),
+        "abstention_rows": len(negatives),
+        "abstention_share": t.abstention_share,
     }
     log.info(
         "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); %s epochs; eval rows %s",

@@ -39,6 +39,7 @@ class Job:
     progress: bool = True
     extra_callbacks: list = field(default_factory=list)
     resume_from: str | None = None  # explicit checkpoint path (tests); else train.resume decides
+    abstention_path: Path | None = None  # abstention examples (train.abstention_share > 0)
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -100,7 +101,9 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     set_seed(run.train_seed)
     tokenizer = load_tokenizer(run.model_path, padding_side="right")
-    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_paths)
+    train_ds, eval_ds, counts = build_datasets(
+        run, tokenizer, job.train_path, job.val_paths, job.abstention_path
+    )
     epochs = counts["num_train_epochs"]
     resume = resume_point(job, run)
     log.info("loading %s (4-bit: %s)", run.model_path, t.quant.load_in_4bit)
@@ -205,11 +208,11 @@ def _tokens(rows: list[dict[str, Any]]) -> int:
 
 
 def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
-    inputs = {
-        "train": sha256_path(P.CLEAN_TRAIN) if P.CLEAN_TRAIN.exists() else None,
-        "val": sha256_path(P.CLEAN_VAL) if P.CLEAN_VAL.exists() else None,
-        "val_paraphrase": sha256_path(P.CLEAN_VAL_PARA) if P.CLEAN_VAL_PARA.exists() else None,
-    }
+    abstention = P.CLEAN_ABSTENTION_TRAIN if run.train.abstention_share else None
+    files = {"train": P.CLEAN_TRAIN, "val": P.CLEAN_VAL, "val_paraphrase": P.CLEAN_VAL_PARA}
+    if abstention:
+        files["abstention_train"] = abstention
+    inputs = {k: sha256_path(p) if p.exists() else None for k, p in files.items()}
     sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
     return Job(
         train_path=P.CLEAN_TRAIN,
@@ -217,6 +220,7 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
         adapter_dir=P.adapter_dir(run.arm),
         checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
         fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
+        abstention_path=abstention,
     )
 
 
@@ -230,7 +234,13 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         out["manifest"],
         "train",
         to_container(cfg),
-        inputs=[P.stamp("train", run.arm), job.train_path, *job.val_paths.values(), model_manifest],
+        inputs=[
+            P.stamp("train", run.arm),
+            job.train_path,
+            *job.val_paths.values(),
+            *([job.abstention_path] if job.abstention_path else []),
+            model_manifest,
+        ],
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],
         extra={
             k: summary[k]
