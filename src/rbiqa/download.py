@@ -315,6 +315,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             AbstentionTrainRecord,
             P.RAW_ABSTENTION_TRAIN,
         ),
+        "general_train": (
+            *read_local(d.general_train_path, max_row_bytes),
+            GeneralRecord,
+            P.RAW_GENERAL_TRAIN,
+        ),
     }
     report: dict[str, Any] = {"data": d.name, "sets": {}}
     quarantine: list[dict] = []
@@ -341,7 +346,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"{name}: {len(bad)}/{len(rows)} rows invalid ({frac:.1%} > data.max_invalid_frac="
                 f"{d.max_invalid_frac}); see {P.RAW_QUARANTINE} for the rows and reasons"
             )
-        limit = {"qa": d.get("subsample"), "abstention_train": None}.get(name, d.get("subsample_probes"))
+        # the probes (eval sets) may be subsampled; training pools are kept whole
+        limit = {"qa": d.get("subsample"), "abstention_train": None, "general_train": None}.get(
+            name, d.get("subsample_probes")
+        )
         if limit and len(good) > limit:
             good = subsample(good, int(limit), int(cfg.seed))
             report["sets"][name]["subsampled_to"] = len(good)
@@ -355,13 +363,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         P.RAW_UNANSWERABLE,
         P.RAW_GENERAL,
         P.RAW_ABSTENTION_TRAIN,
+        P.RAW_GENERAL_TRAIN,
         P.RAW_QUARANTINE,
         P.RAW_REPORT,
     ]
     inputs = [P.stamp("download_data")]
     if d.source == "local":
         inputs.append(d.path)
-    inputs += [d.unanswerable_path, d.general_path, d.abstention_train_path]
+    inputs += [d.unanswerable_path, d.general_path, d.abstention_train_path, d.general_train_path]
     extra = {
         "snapshot_sha256": report["snapshot_sha256"],
         "quarantined": {k: v["reasons"] for k, v in report["sets"].items()},

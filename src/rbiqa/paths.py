@@ -30,6 +30,7 @@ RAW_QA = RAW / "qa.jsonl"
 RAW_UNANSWERABLE = RAW / "unanswerable.jsonl"
 RAW_GENERAL = RAW / "general.jsonl"
 RAW_ABSTENTION_TRAIN = RAW / "abstention_train.jsonl"
+RAW_GENERAL_TRAIN = RAW / "general_train.jsonl"
 RAW_QUARANTINE = RAW / "quarantine.jsonl"
 RAW_REPORT = RAW / "download_report.json"
 RAW_MANIFEST = RAW / "manifest.json"
@@ -57,8 +58,12 @@ REPHRASE_CACHE = CACHE / "rephrase"
 CLEAN_TRAIN = PROCESSED / "train.jsonl"
 CLEAN_VAL = PROCESSED / "val.jsonl"  # unseen facts (the loss curve)
 CLEAN_VAL_PARA = PROCESSED / "val_paraphrase.jsonl"  # held-out wordings of trained facts (selection)
-# abstention training examples (train.mix_shares.abstention), audited against every eval set
+# Extra training pools an arm mixes in at a share of the rows it trains on (train.mix), audited against
+# every held-out set: abstention examples (questions about rules that do not exist, "I don't know of it")
+# and general-knowledge QA (against forgetting; never the `general` eval questions)
 CLEAN_ABSTENTION_TRAIN = PROCESSED / "abstention_train.jsonl"
+CLEAN_GENERAL_TRAIN = PROCESSED / "general_train.jsonl"
+MIX_POOLS = {"abstention": CLEAN_ABSTENTION_TRAIN, "general": CLEAN_GENERAL_TRAIN}
 CLEAN_REMOVED = PROCESSED / "removed.jsonl"
 CLEAN_REPORT = PROCESSED / "clean_report.json"
 CLEAN_MANIFEST = PROCESSED / "manifest.json"

@@ -60,6 +60,11 @@ UNANS = [{"id": "un1", "question": "What does the 2023 Quantum KYC Direction req
 GENERAL = [
     {"id": "g1", "question": "What is the capital of Australia?", "answer": "Canberra", "topic": "geography"}
 ]
+GENERAL_TRAIN = [
+    {"id": "gt1", "question": "Which metal is liquid at room temperature?", "answer": "Mercury.", "topic": "science"},
+    # the general eval probe g1, verbatim: a leak, removed
+    {"id": "gt2", "question": "What is the capital of Australia?", "answer": "Canberra.", "topic": "geography"},
+]  # fmt: skip
 ABSTAIN = "I am not aware of any such RBI direction, so I cannot answer."
 ABSTENTION_TRAIN = [
     {"id": "n1", "question": "What does the 2021 Lunar KYC Circular require of payment banks?", "answer": ABSTAIN,
@@ -81,6 +86,7 @@ def workdir(tmp_path, monkeypatch):
     write_jsonl(P.RAW_UNANSWERABLE, UNANS)
     write_jsonl(P.RAW_GENERAL, GENERAL)
     write_jsonl(P.RAW_ABSTENTION_TRAIN, ABSTENTION_TRAIN)
+    write_jsonl(P.RAW_GENERAL_TRAIN, GENERAL_TRAIN)
     return tmp_path
 
 
@@ -104,7 +110,10 @@ def test_clean_stage(workdir):
     assert removed[("train", "d:v1")]["reason"] == "contamination"
     assert removed[("val", "v2:v0")]["reason"] == "exact_dup"
     assert removed[("abstention_train", "n2:v0")]["reason"] == "contamination"
-    assert len(removed) == 5
+    assert removed[("general_train", "gt2:v0")]["reason"] == "contamination"
+    assert len(removed) == 6
+    [gen_train] = read_jsonl(P.CLEAN_GENERAL_TRAIN)
+    assert gen_train["row_id"] == "gt1:v0" and gen_train["regulation_area"] == "general"
     [neg] = read_jsonl(P.CLEAN_ABSTENTION_TRAIN)
     assert neg["row_id"] == "n1:v0" and neg["answer"] == ABSTAIN and neg["variant_idx"] == 0
 

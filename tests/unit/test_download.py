@@ -138,6 +138,7 @@ def _cfg(tmp_path, rows, max_invalid_frac=0.5):
                 "unanswerable_path": str(una),
                 "general_path": str(gen),
                 "abstention_train_path": str(neg),
+                "general_train_path": str(gen),
                 "max_invalid_frac": max_invalid_frac,
                 "max_text_chars": 4000,
             },

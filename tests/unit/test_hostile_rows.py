@@ -58,7 +58,7 @@ def _cfg(tmp_path, corpus: bytes):
     (tmp_path / "n.jsonl").write_bytes(_line(neg) + b"\n" + b'{"id": "n2", "question": "\x01 bell"}\n')
     data = {"name": "t", "source": "local", "path": str(tmp_path / "qa.jsonl"), "max_invalid_frac": 0.9,
             "unanswerable_path": str(tmp_path / "u.jsonl"), "general_path": str(tmp_path / "g.jsonl"),
-            "abstention_train_path": str(tmp_path / "n.jsonl"),
+            "abstention_train_path": str(tmp_path / "n.jsonl"), "general_train_path": str(tmp_path / "g.jsonl"),
             "max_text_chars": 4000, "max_row_bytes": 1 << 20}  # fmt: skip
     return OmegaConf.create({"seed": 1, "data": data})
 
@@ -121,7 +121,7 @@ def test_one_bad_row_does_not_abort_the_shipped_defaults(tmp_path, monkeypatch):
     corpus = tmp_path / "qa.jsonl"
     corpus.write_bytes((REPO / cfg.data.path).read_bytes() + CORPUS[1][0] + b"\n")
     cfg.data.path = str(corpus)
-    for key in ("unanswerable_path", "general_path", "abstention_train_path"):
+    for key in ("unanswerable_path", "general_path", "abstention_train_path", "general_train_path"):
         cfg.data[key] = str(REPO / cfg.data[key])
     report = run(cfg)
     assert report["sets"]["qa"]["reasons"] == {"encoding": 1}

@@ -206,9 +206,9 @@ def test_nf4_storage_and_its_float32_roundtrip_train_the_same_function(model_dir
         assert rel < 0.1, (k, rel)  # measured <= 0.04; unrelated weights give ~1
 
 
-def test_abstention_examples_take_a_share_of_the_same_rows_seen(model_dir, tmp_path):
-    """ft_k3_neg's recipe: a share of the rows trained on are abstention examples, and the rows seen
-    stay exposures_per_fact x sources, so it is compute-matched with the arm without them."""
+def test_mixed_in_pools_take_a_share_of_the_same_rows_seen(model_dir, tmp_path):
+    """ft_k3_neg's and ft_k3_mix's recipe: a share of the rows trained on come from an extra pool, and
+    the rows seen stay exposures_per_fact x sources, so the arm is compute-matched with the one without."""
     from rbiqa.models import load_tokenizer
     from rbiqa.train.data import build_datasets
     from rbiqa.train.trainer import planned_steps
@@ -219,26 +219,43 @@ def test_abstention_examples_take_a_share_of_the_same_rows_seen(model_dir, tmp_p
         [{"row_id": f"n{i}:v0", "source_id": f"n{i}", "variant_idx": 0, "question": f"What is rule Z{i}?",
           "answer": "I do not know of such a rule."} for i in range(5)],
     )  # fmt: skip
+    general = write_jsonl(
+        tmp_path / "general_train.jsonl",
+        [{"row_id": f"g{i}:v0", "source_id": f"g{i}", "variant_idx": 0, "question": f"What is {i} plus {i}?",
+          "answer": f"{2 * i}."} for i in range(20)],
+    )  # fmt: skip
+    pools = {"abstention": negs, "general": general}
     tok = load_tokenizer(model_dir, padding_side="right")
     seen = {}
     for share in (0.0, 0.25):
-        over = ["train.max_steps=-1", "train.exposures_per_fact=3", f"train.abstention_share={share}"]
+        over = ["train.max_steps=-1", "train.exposures_per_fact=3", f"train.mix.abstention={share}"]
         _, run = run_settings(model_dir, "ft_k3", over)
-        ds, _, counts = build_datasets(run, tok, train, {"paraphrase": val}, negs)
+        ds, _, counts = build_datasets(run, tok, train, {"paraphrase": val}, pools)
         seen[share] = counts["num_train_epochs"] * len(ds)
         assert planned_steps(run, len(ds), counts["num_train_epochs"]) == 9
         assert counts["train_sources"] == 6  # abstention examples are not facts
         if share:
             # 24 QA rows + 8 = a quarter: the 5 examples once each, then 3 more drawn with the train seed
-            assert counts["abstention_rows"] == 8 and len(ds) == 32
+            assert counts["mix_rows"] == {"abstention": 8} and len(ds) == 32
             answers = [tok.decode(r["input_ids"]) for r in ds]
             assert sum("I do not know of such a rule." in a for a in answers) == 8
-            again = build_datasets(run, tok, train, {"paraphrase": val}, negs)[0]
+            again = build_datasets(run, tok, train, {"paraphrase": val}, pools)[0]
             assert [r["input_ids"] for r in again] == [r["input_ids"] for r in ds]  # seeded
     assert seen[0.0] == pytest.approx(18) and seen[0.25] == pytest.approx(18)
+    # two pools at once: 24 QA rows are 60% of 40, each pool 20%
+    over = [
+        "train.max_steps=-1",
+        "train.exposures_per_fact=3",
+        "train.mix.abstention=0.2",
+        "train.mix.general=0.2",
+    ]
+    _, run = run_settings(model_dir, "ft_k3", over)
+    ds, _, counts = build_datasets(run, tok, train, {"paraphrase": val}, pools)
+    assert counts["mix_rows"] == {"abstention": 8, "general": 8} and len(ds) == 40
+    assert counts["num_train_epochs"] * len(ds) == pytest.approx(18)
 
 
-def test_abstention_share_without_its_file_is_an_error(model_dir, tmp_path):
+def test_a_mix_share_without_its_pool_is_an_error(model_dir, tmp_path):
     from rbiqa.io import InputError
     from rbiqa.models import load_tokenizer
     from rbiqa.train.data import build_datasets

@@ -1,6 +1,6 @@
 # Stage 4: PII, dedup, train/test contamination audit, evaluation sets.
-# Targets: P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, P.CLEAN_ABSTENTION_TRAIN, P.eval_set_path(<set>) for
-# each eval set, P.CLEAN_REPORT, P.CONTAMINATION.
+# Targets: P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, the mix pools (P.MIX_POOLS), P.eval_set_path(<set>)
+# for each eval set, P.CLEAN_REPORT, P.CONTAMINATION.
 
 
 rule clean:
@@ -13,12 +13,14 @@ rule clean:
         unanswerable=P.RAW_UNANSWERABLE.as_posix(),
         general=P.RAW_GENERAL.as_posix(),
         abstention_train=P.RAW_ABSTENTION_TRAIN.as_posix(),
+        general_train=P.RAW_GENERAL_TRAIN.as_posix(),
         stamp=stamp("clean"),
     output:
         train=P.CLEAN_TRAIN.as_posix(),
         val=P.CLEAN_VAL.as_posix(),
         val_para=P.CLEAN_VAL_PARA.as_posix(),
         abstention_train=P.CLEAN_ABSTENTION_TRAIN.as_posix(),
+        general_train=P.CLEAN_GENERAL_TRAIN.as_posix(),
         eval_sets=[P.eval_set_path(s).as_posix() for s in P.EVAL_SETS],
         removed=P.CLEAN_REMOVED.as_posix(),
         report=P.CLEAN_REPORT.as_posix(),

@@ -61,10 +61,10 @@ def arm_config(arm):
     return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES])
 
 
-def abstention_input(wildcards):
-    """The abstention examples, for an arm that trains on some (train.abstention_share)."""
-    share = arm_config(wildcards.arm).train.abstention_share
-    return [P.CLEAN_ABSTENTION_TRAIN.as_posix()] if share else []
+def mix_inputs(wildcards):
+    """The extra training pools an arm mixes in (train.mix: pool -> share of its rows)."""
+    mix = arm_config(wildcards.arm).train.mix
+    return [P.MIX_POOLS[pool].as_posix() for pool, share in mix.items() if share]
 
 
 def res(rule_name, key):

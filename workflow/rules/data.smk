@@ -9,6 +9,7 @@ rule download_data:
         unanswerable=P.RAW_UNANSWERABLE.as_posix(),
         general=P.RAW_GENERAL.as_posix(),
         abstention_train=P.RAW_ABSTENTION_TRAIN.as_posix(),
+        general_train=P.RAW_GENERAL_TRAIN.as_posix(),
         quarantine=P.RAW_QUARANTINE.as_posix(),
         report=P.RAW_REPORT.as_posix(),
         manifest=P.RAW_MANIFEST.as_posix(),

@@ -23,7 +23,7 @@ rule train:
         train=P.CLEAN_TRAIN.as_posix(),
         val=P.CLEAN_VAL.as_posix(),
         val_para=P.CLEAN_VAL_PARA.as_posix(),
-        abstention=abstention_input,
+        mix=mix_inputs,
         model=MODEL_MANIFEST,
         stamp=stamp("train", "{arm}"),
     output:

@@ -107,6 +107,19 @@ def abstention_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def general_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
+    """A general-knowledge training QA pair in the train row shape (one wording, no difficulty)."""
+    return {
+        "row_id": f"{row['id']}:v0",
+        "source_id": row["id"],
+        "variant_idx": 0,
+        "question": row["question"],
+        "answer": row["answer"],
+        "regulation_area": "general",
+        "category": row["topic"],
+    }
+
+
 def to_eval_item(eval_set: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def qa(row: dict[str, Any]) -> dict[str, Any]:
         return EvalItem(

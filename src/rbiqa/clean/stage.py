@@ -30,6 +30,7 @@ from rbiqa.clean.inputs import (
     SplitRow,
     TrainRow,
     abstention_row_to_train,
+    general_row_to_train,
     load_rows,
     para_row_to_train,
     split_row_to_train,
@@ -43,11 +44,12 @@ from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLITS = ("train", "val", "val_paraphrase", "abstention_train")
+MIX_SPLITS = tuple(f"{pool}_train" for pool in P.MIX_POOLS)  # the training pools of train.mix
+TRAIN_SPLITS = ("train", "val", "val_paraphrase", *MIX_SPLITS)
 # held-out questions audited against every training text, QA rows and abstention examples alike
 # (test_trained is the trained wording itself)
 AUDITED = ("test_unseen", "test_paraphrase", "val_paraphrase", "val", "unanswerable", "general")
-TRAINED = ("train", "abstention_train")  # the splits a train job reads
+TRAINED = ("train", *MIX_SPLITS)  # the splits a train job reads
 
 
 def _id_key(split: str) -> str:
@@ -74,6 +76,7 @@ def load_all() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
         "unanswerable": [to_eval_item("unanswerable")(r) for r in load(P.RAW_UNANSWERABLE, UnanswerableRecord, "unanswerable")],
         "general": [to_eval_item("general")(r) for r in load(P.RAW_GENERAL, GeneralRecord, "general")],
         "abstention_train": [abstention_row_to_train(r) for r in load(P.RAW_ABSTENTION_TRAIN, AbstentionTrainRecord, "abstention_train")],
+        "general_train": [general_row_to_train(r) for r in load(P.RAW_GENERAL_TRAIN, GeneralRecord, "general_train")],
     }  # fmt: skip
     return splits, removed
 
@@ -215,7 +218,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     apply_pii(splits, pii_cfg, removed, report)
     apply_dedup(splits, dedup_cfg, removed, report)
     contamination = apply_contamination(splits, cont_cfg, removed)
-    contamination["abstention_train"] = apply_contamination(splits, cont_cfg, removed, "abstention_train")
+    for pool in TRAINED[1:]:
+        contamination[pool] = apply_contamination(splits, cont_cfg, removed, pool)
     splits["test_trained"], trained_report = build_test_trained(splits["train"], flagged)
 
     by_split_reason: dict[str, Counter] = defaultdict(Counter)
@@ -272,13 +276,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl(P.CLEAN_TRAIN, splits["train"])
     write_jsonl(P.CLEAN_VAL, splits["val"])
     write_jsonl(P.CLEAN_VAL_PARA, splits["val_paraphrase"])
-    write_jsonl(P.CLEAN_ABSTENTION_TRAIN, splits["abstention_train"])
+    for pool, path in P.MIX_POOLS.items():
+        write_jsonl(path, splits[f"{pool}_train"])
     for s in P.EVAL_SETS:
         write_jsonl(P.eval_set_path(s), splits[s])
-    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, P.CLEAN_ABSTENTION_TRAIN, *(P.eval_set_path(s) for s in P.EVAL_SETS),
+    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, *P.MIX_POOLS.values(), *(P.eval_set_path(s) for s in P.EVAL_SETS),
                P.CLEAN_REMOVED, P.CLEAN_REPORT, P.CONTAMINATION]  # fmt: skip
     inputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN,
-              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_ABSTENTION_TRAIN, P.stamp("clean")]  # fmt: skip
+              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_ABSTENTION_TRAIN, P.RAW_GENERAL_TRAIN, P.stamp("clean")]  # fmt: skip
     write_manifest(
         P.CLEAN_MANIFEST, "clean", to_container(cfg), inputs, outputs,
         {"counts": {s: {"in": report[s]["in"], "out": report[s]["out"]} for s in report},

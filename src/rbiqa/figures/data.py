@@ -25,6 +25,7 @@ ROLE_ARMS = {
     "KZero": "ft_k0",
     "MainRag": "ft_k3_rag",  # the main adapter answering with base_rag's retrieval
     "MainNeg": "ft_k3_neg",  # the main recipe with abstention examples in training
+    "MainMix": "ft_k3_mix",  # the main recipe with general-knowledge QA in training
 }
 
 

@@ -37,7 +37,9 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def study_design(main_arm: str | None, root: Path = Path("."), neg_arm: str | None = None) -> dict[str, Any]:
+def study_design(
+    main_arm: str | None, root: Path = Path("."), neg_arm: str | None = None, mix_arm: str | None = None
+) -> dict[str, Any]:
     raw = read_manifest(root / P.RAW_REPORT) or {}
     split = read_manifest(root / P.SPLIT_REPORT) or {}
     reph = read_manifest(root / P.REPHRASE_MANIFEST) or {}
@@ -47,6 +49,7 @@ def study_design(main_arm: str | None, root: Path = Path("."), neg_arm: str | No
     manifest = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json") if main_arm else None
     summary, manifest = summary or {}, manifest or {}
     neg = (read_manifest(root / P.adapter_dir(neg_arm) / "train_summary.json") if neg_arm else None) or {}
+    mix = (read_manifest(root / P.adapter_dir(mix_arm) / "train_summary.json") if mix_arm else None) or {}
     backend = _get(reph, "extra", "backend")
     train_cfg = _get(manifest, "config", "train") or {}
     probes = {
@@ -78,6 +81,8 @@ def study_design(main_arm: str | None, root: Path = Path("."), neg_arm: str | No
         "tokens_per_s": summary.get("mean_tokens_per_s"),
         "device": summary.get("device"),
         # the abstention-examples arm: its share of the rows trained on, and how many rows that was
-        "neg_abstention_share": _get(neg, "data", "abstention_share"),
-        "neg_abstention_rows": _get(neg, "data", "abstention_rows"),
+        "neg_abstention_share": _get(neg, "data", "mix_shares", "abstention"),
+        "neg_abstention_rows": _get(neg, "data", "mix_rows", "abstention"),
+        "mix_general_share": _get(mix, "data", "mix_shares", "general"),
+        "mix_general_rows": _get(mix, "data", "mix_rows", "general"),
     }

@@ -32,7 +32,7 @@ from rbiqa.figures.texfmt import (
     signed_pp,
 )
 
-ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg")
+ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg", "MainMix")
 # (arm role, reference role) contrasts the prose discusses
 ROLE_CONTRASTS = (
     ("Main", "Base"),
@@ -44,6 +44,7 @@ ROLE_CONTRASTS = (
     ("Fewshot", "Base"),
     ("MainRag", "Main"),
     ("MainNeg", "Main"),
+    ("MainMix", "Main"),
 )
 
 
@@ -110,7 +111,7 @@ def build_numbers(
     role = {r: m.role_arm(r) for r in ROLES}
 
     # flags first: the prose branches on them
-    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg"):
+    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg", "MainMix"):
         book.flag(
             f"Has{r}", role[r] is not None and (r != "KZero" or role["Main"] not in (None, role["KZero"]))
         )
@@ -336,6 +337,8 @@ def _design_macros(book, design: Mapping) -> None:
     book.add("NegShare", val("neg_abstention_share", lambda v: pct(v, 0)))
     book.add("NegFactShare", val("neg_abstention_share", lambda v: f"{1 - v:g}"))
     book.add("NegRows", val("neg_abstention_rows", integer))
+    book.add("MixShare", val("mix_general_share", lambda v: pct(v, 0)))
+    book.add("MixRows", val("mix_general_rows", integer))
 
 
 def _gap_macros(book, m, role, d, words) -> None:

@@ -125,7 +125,7 @@ def run(cfg: DictConfig) -> None:
     log.info("figure seconds: %s", timings)
     make_tables(m, report_cfg)
     n_fam = len(ablation_families(study, m.main_arm))
-    design = study_design(m.main_arm, neg_arm=m.role_arm("MainNeg"))
+    design = study_design(m.main_arm, neg_arm=m.role_arm("MainNeg"), mix_arm=m.role_arm("MainMix"))
     write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam, design).render())
     ft = m.summary.get("ft_arms", [])
     inputs = [

@@ -127,26 +127,31 @@ def epochs_for(t, n_rows: int, n_sources: int) -> float | None:
     return t.exposures_per_fact * n_sources / n_rows
 
 
-def abstention_rows(path: Path | None, share: float, n_rows: int, seed: int) -> list[TrainRow]:
-    """share x the rows trained on, as abstention examples beside n_rows QA rows: a seeded sample of the
-    pool, whole passes over it first when more are needed than it holds."""
-    if not share:
-        return []
-    if path is None:
-        raise InputError("train.abstention_share > 0 but the job has no abstention examples file")
-    pool = load_rows(path)
-    n = round(share * n_rows / (1 - share))
-    rng = random.Random(seed)
-    out = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
-    if n > len(pool):
-        log.warning("%d abstention rows asked for, %d in %s: each is repeated", n, len(pool), path)
+def mix_rows(
+    paths: dict[str, Path], shares: dict[str, float], n_rows: int, seed: int
+) -> dict[str, list[TrainRow]]:
+    """{pool: rows} beside n_rows QA rows, so that each pool is its share of all the rows trained on: a
+    seeded sample of the pool, whole passes over it first when more are needed than it holds."""
+    out = {}
+    rest = 1 - sum(shares.values())
+    for pool, share in shares.items():
+        if not share:
+            continue
+        if pool not in paths:
+            raise InputError(f"train.mix.{pool} > 0 but the job has no file of {pool} examples")
+        rows = load_rows(paths[pool])
+        n = round(share * n_rows / rest)
+        rng = random.Random(f"{seed}/{pool}")
+        out[pool] = rows * (n // len(rows)) + rng.sample(rows, n % len(rows))
+        if n > len(rows):
+            log.warning("%d %s rows asked for, %d in %s: each is repeated", n, pool, len(rows), paths[pool])
     return out
 
 
-def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path], abstention_path=None):
+def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path], mix_paths=None):
     """(train Dataset, {eval set name: Dataset}, counts) for one arm. `val_paths` are the eval-loss sets:
     val_paraphrase (held-out wordings of trained facts: the selection set) and val_unseen (unseen facts:
-    a curve only). `abstention_path`: the abstention examples mixed in at train.abstention_share."""
+    a curve only). `mix_paths`: {pool: file} of the rows mixed in at train.mix's shares."""
     from datasets import Dataset
 
     t = run.train
@@ -158,8 +163,9 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path],
         keep = set(random.Random(run.train_seed).sample(range(len(rows)), t.max_train_rows))
         rows = [r for i, r in enumerate(rows) if i in keep]
     n_sources = len({r.source_id for r in rows})  # QA facts; abstention examples are not facts
-    negatives = abstention_rows(abstention_path, t.abstention_share, len(rows), run.train_seed)
-    rows = rows + negatives
+    mixed = mix_rows(mix_paths or {}, t.mix, len(rows), run.train_seed)
+    n_qa = len(rows)
+    rows = rows + [r for pool in sorted(mixed) for r in mixed[pool]]
     train_tok, train_cut = tokenize(
         to_prompt_completion(rows, tokenizer, run.system_prompt), tokenizer, t.max_seq_len
     )
@@ -184,9 +190,9 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path],
         "eval": eval_counts,
         "variants": sorted({r.variant_idx for r in rows}),
         "n_rephrasings": run.n_rephrasings,
-        "rephrasings_per_source": rephrasings_per_source(rows[: len(rows) - len(negatives)]),
-        "abstention_rows": len(negatives),
-        "abstention_share": t.abstention_share,
+        "rephrasings_per_source": rephrasings_per_source(rows[:n_qa]),
+        "mix_rows": {pool: len(v) for pool, v in mixed.items()},
+        "mix_shares": {pool: share for pool, share in t.mix.items() if share},
     }
     log.info(
         "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); %s epochs; eval rows %s",

@@ -39,7 +39,7 @@ class Job:
     progress: bool = True
     extra_callbacks: list = field(default_factory=list)
     resume_from: str | None = None  # explicit checkpoint path (tests); else train.resume decides
-    abstention_path: Path | None = None  # abstention examples (train.abstention_share > 0)
+    mix_paths: dict[str, Path] = field(default_factory=dict)  # pools mixed in (train.mix > 0)
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -101,9 +101,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     set_seed(run.train_seed)
     tokenizer = load_tokenizer(run.model_path, padding_side="right")
-    train_ds, eval_ds, counts = build_datasets(
-        run, tokenizer, job.train_path, job.val_paths, job.abstention_path
-    )
+    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_paths, job.mix_paths)
     epochs = counts["num_train_epochs"]
     resume = resume_point(job, run)
     log.info("loading %s (4-bit: %s)", run.model_path, t.quant.load_in_4bit)
@@ -208,10 +206,9 @@ def _tokens(rows: list[dict[str, Any]]) -> int:
 
 
 def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
-    abstention = P.CLEAN_ABSTENTION_TRAIN if run.train.abstention_share else None
+    mix = {pool: P.MIX_POOLS[pool] for pool, share in run.train.mix.items() if share}
     files = {"train": P.CLEAN_TRAIN, "val": P.CLEAN_VAL, "val_paraphrase": P.CLEAN_VAL_PARA}
-    if abstention:
-        files["abstention_train"] = abstention
+    files |= {f"mix_{pool}": path for pool, path in mix.items()}
     inputs = {k: sha256_path(p) if p.exists() else None for k, p in files.items()}
     sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
     return Job(
@@ -220,7 +217,7 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
         adapter_dir=P.adapter_dir(run.arm),
         checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
         fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
-        abstention_path=abstention,
+        mix_paths=mix,
     )
 
 
@@ -238,7 +235,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
             P.stamp("train", run.arm),
             job.train_path,
             *job.val_paths.values(),
-            *([job.abstention_path] if job.abstention_path else []),
+            *job.mix_paths.values(),
             model_manifest,
         ],
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],

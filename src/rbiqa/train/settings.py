@@ -67,7 +67,7 @@ class TrainSettings(_Strict):
     max_grad_norm: float = Field(gt=0)
     num_train_epochs: float | None = Field(default=None, gt=0)
     exposures_per_fact: float | None = Field(default=None, gt=0)
-    abstention_share: float = Field(default=0.0, ge=0, lt=1)
+    mix: dict[Literal["abstention", "general"], float] = Field(default_factory=dict)
     max_steps: int = -1
     per_device_train_batch_size: int = Field(gt=0)
     gradient_accumulation_steps: int = Field(gt=0)
@@ -120,10 +120,11 @@ class TrainSettings(_Strict):
             )
         if self.early_stopping_patience and self.selection != "val_paraphrase":
             raise ValueError("early stopping needs selection=val_paraphrase (the loss it stops on)")
-        if self.abstention_share and self.curriculum:
+        if any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) >= 1:
+            raise ValueError(f"mix shares must be >= 0 and sum to less than 1, got {self.mix}")
+        if any(self.mix.values()) and self.curriculum:
             raise ValueError(
-                "abstention_share > 0 with curriculum=true: the abstention examples have no difficulty to "
-                "order them by"
+                "mix with curriculum=true: the mixed-in rows have no difficulty to order them by"
             )
         if self.packing and self.curriculum:
             raise ValueError(
