@@ -48,7 +48,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "generate": ("generate", "models.py", "nf4.py", "completion.py"),
     "judge": ("judge", "llm", "models.py"),
     "judge_agreement": ("judge",),
-    "stats": ("stats", "judge/reference_params.json"),  # its cv_oof: the judge's error rates
+    "stats": ("stats", "judge/reference_params.json", "judge/calibration_data.py"),  # the judge's error rates
     "figures": ("figures", "train/outputs.py"),
     "report": ("report",),
 }

@@ -34,6 +34,7 @@ from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
 from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
+from rbiqa.judge.calibration_data import decode_models
 from rbiqa.judge.reference import DEFAULT_PARAMS
 from rbiqa.judge.stage import repo_relative
 from rbiqa.manifest import write_manifest
@@ -70,7 +71,7 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
         y = np.array([int(c) for c in oof["y_true"]])
         pred = np.array([int(c) for c in oof["y_pred"]])
         groups = np.array(oof["cluster"])
-        model = np.array([{"b": "base", "f": "finetuned"}.get(c, c) for c in oof.get("model", "")])
+        model = np.array(decode_models(oof.get("model", ""), f"{params_path}: cv_oof.model"))
         if len(model) != len(y):
             model = np.full(len(y), "all")
         source = f"stored out-of-fold predictions of {params_path.name} (nested grouped {params['cv']['n_splits']}-fold CV)"

@@ -14,6 +14,25 @@ import pandas as pd
 from rbiqa.io import InputError
 
 REQUIRED_COLUMNS = ("question", "ground_truth", "generated_answer", "judge_score", "item_id")
+# Which model wrote each calibration answer (the CSV's `model` column), as the one-letter codes stored per
+# row in reference_params.json (cv_oof.model): read by judge agreement and the stats' judge-error correction.
+MODEL_CODES = {"b": "base", "f": "finetuned"}
+
+
+def encode_models(models) -> str:
+    """The cv_oof.model string of a sequence of answer models (MODEL_CODES' values)."""
+    code = {v: k for k, v in MODEL_CODES.items()}
+    unknown = sorted({str(m) for m in models} - set(code))
+    if unknown:
+        raise InputError(f"calibration answers by unknown model(s) {unknown}; known: {sorted(code)}")
+    return "".join(code[str(m)] for m in models)
+
+
+def decode_models(codes: str, where: str = "cv_oof.model") -> list[str]:
+    unknown = sorted(set(codes) - set(MODEL_CODES))
+    if unknown:
+        raise InputError(f"{where} has unknown code(s) {unknown}; known: {MODEL_CODES}")
+    return [MODEL_CODES[c] for c in codes]
 
 
 def load_calibration_csv(path: str | Path) -> pd.DataFrame:

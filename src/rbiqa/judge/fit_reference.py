@@ -38,7 +38,7 @@ from rbiqa import paths as P
 from rbiqa.config import setup_logging
 from rbiqa.io import sha256_file, write_json
 from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
-from rbiqa.judge.calibration_data import load_calibration_csv
+from rbiqa.judge.calibration_data import encode_models, load_calibration_csv
 from rbiqa.judge.embeddings import EMBEDDING_MODEL_NAME, get_embedder
 from rbiqa.judge.features import Triple, embedding_scores, feature_matrix
 
@@ -170,7 +170,7 @@ def fit(csv: Path, c: float, seed: int, n_splits: int, n_boot: int) -> dict:
             "y_pred": "".join(map(str, pred.tolist())),
             "p": [round(float(v), 4) for v in p_oof],
             "cluster": group_codes.tolist(),
-            "model": "".join("b" if m == "base" else "f" for m in model_col),
+            "model": encode_models(model_col) if "model" in df else "",
         },
         "train_accuracy": float(accuracy_score(y, (model.predict_proba(x)[:, 1] >= threshold).astype(int))),
         "train_confusion": confusion_matrix(y, (model.predict_proba(x)[:, 1] >= threshold)).tolist(),

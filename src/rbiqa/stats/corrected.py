@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +32,19 @@ import numpy as np
 import pandas as pd
 
 from rbiqa.io import InputError, read_json, sha256_file
+from rbiqa.judge.calibration_data import MODEL_CODES, decode_models
 from rbiqa.stats.paired import direction, pair_items
 from rbiqa.stats.study import Study
-from rbiqa.study import ArmKind
+from rbiqa.study import ARM_KINDS
 
 log = logging.getLogger(__name__)
 
 METHOD = "Rogan-Gladen: (raw + Sp - 1) / (Se + Sp - 1), clipped to [0, 1]"
-ARM_KINDS: tuple[str, ...] = typing.get_args(ArmKind)
-ANSWER_KINDS = ("base", "finetuned")
+ANSWER_KINDS = tuple(MODEL_CODES.values())  # the calibration's answer models
 # Error rates an arm can be corrected with: one answer kind's, or every calibration answer's ("pooled")
 # for arms whose answers are like neither kind.
 POOLED = "pooled"
 RATE_KINDS = (*ANSWER_KINDS, POOLED)
-# reference_params.json cv_oof.model: one letter per calibration answer
-MODEL_CODES = {"b": "base", "f": "finetuned"}
 CLIP_BELOW, CLIP_ABOVE = "below_0", "above_1"
 
 
@@ -160,15 +157,12 @@ class Calibration:
                 raise InputError(f"{path}: cv_oof.{name} must be a string of 0/1")
             return np.array([int(c) for c in chars], dtype=int)
 
-        codes = list(oof["model"])
-        unknown = sorted(set(codes) - set(MODEL_CODES))
-        if unknown:
-            raise InputError(f"{path}: cv_oof.model has unknown code(s) {unknown}; known: {MODEL_CODES}")
+        models = decode_models(oof["model"], f"{path}: cv_oof.model")
         return cls(
             bits("y_true"),
             bits("y_pred"),
             np.asarray(oof["cluster"]),
-            np.array([MODEL_CODES[c] for c in codes], dtype=object),
+            np.array(models, dtype=object),
             path.as_posix(),
             sha256_file(path),
         )
