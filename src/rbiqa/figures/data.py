@@ -102,19 +102,6 @@ def read_manifest(path: Path) -> dict | None:
         return None
 
 
-def find_key(obj, *names: str):
-    """First value under any of `names`, searched depth-first through nested dicts (lineage lookups)."""
-    if isinstance(obj, dict):
-        for n in names:
-            if n in obj and obj[n] not in (None, "", {}):
-                return obj[n]
-        for v in obj.values():
-            found = find_key(v, *names)
-            if found is not None:
-                return found
-    return None
-
-
 def _dig(d, keys):
     for k in keys:
         if not isinstance(d, dict) or k not in d:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rbiqa import paths as P
-from rbiqa.figures.data import Metrics, find_key, read_manifest
+from rbiqa.figures.data import Metrics, read_manifest
 from rbiqa.figures.tables import lineage_table, longtable, tabular
 from rbiqa.figures.texfmt import arm_tex, escape
 from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
@@ -69,10 +69,12 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
     stats = read_manifest(root / STATS_MANIFEST)
     cfg = (stats or {}).get("config", {})
     data_cfg = (raw or {}).get("config", {}).get("data", {})
+    reph_extra = (reph or {}).get("extra", {})
+    reph_cfg = (reph or {}).get("config", {}).get("rephrase", {})
     facts: dict[str, dict[str, object]] = {
         "data": {
-            "source": _or(find_key(data_cfg, "hf_repo", "path", "name")),
-            "revision": _or(find_key(data_cfg, "hf_revision")),
+            "source": _or(data_cfg.get("hf_repo") or data_cfg.get("path") or data_cfg.get("name")),
+            "revision": _or(data_cfg.get("hf_revision")),
             "raw QA sha256": _output_hash(raw, "qa.jsonl"),
             "experiment": _or(cfg.get("experiment_name")),
             "global seed": _or(cfg.get("seed", m.summary.get("seed"))),
@@ -82,15 +84,9 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
             **_scalars(read_manifest(root / P.SPLIT_REPORT)),
         },
         "rephrase": {
-            "backend": _or(
-                find_key(reph or {}, "backend")
-                or find_key((reph or {}).get("config", {}).get("rephrase", {}), "name")
-            ),
-            "model": _or(
-                (reph or {}).get("extra", {}).get("model_id")
-                or find_key((reph or {}).get("config", {}).get("rephrase", {}), "model", "model_id", "hf_id")
-            ),
-            "prompt sha": short(find_key(reph or {}, "prompt_hash", "prompt_sha256")),
+            "backend": _or(reph_extra.get("backend") or reph_cfg.get("name")),
+            "model": _or(reph_extra.get("model_id") or reph_cfg.get("model_id")),
+            "prompt sha": short(reph_extra.get("prompt_sha256")),
             **_scalars(read_manifest(root / P.REPHRASE_REPORT), 4),
         },
         "clean": {
@@ -142,9 +138,9 @@ def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
             [
                 arm_tex(arm),
                 rf"\texttt{{{sha}}}",
-                escape(_or(find_key(c.get("arm", {}), "n_rephrasings"))),
+                escape(_or(c.get("arm", {}).get("n_rephrasings"))),
                 escape(mean_rephrasings(extra.get("rephrasings_per_source"))),
-                escape(_or(find_key(train.get("lora", {}), "r"))),
+                escape(_or(train.get("lora", {}).get("r"))),
                 escape(_or(train.get("learning_rate"))),
                 escape(_or(train.get("exposures_per_fact"))),
                 escape(_or(_round(extra.get("num_train_epochs")))),
