@@ -3,6 +3,7 @@ stages run for real on the sample corpus."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -70,3 +71,23 @@ def test_data_stages_run_for_real(tmp_path):
     # a rerun is a no-op
     again = run_cmd([*SNAKEMAKE, "-n", "--cores", "2", *targets], cwd=ws, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    ("experiment", "mem_mb", "runtime"),
+    [("tiny", 8000, 30), ("paper", 48000, 360)],
+)
+def test_slurm_profile_asks_each_scale_for_its_own_resources(workspace, experiment, mem_mb, runtime):
+    """What a train job asks sbatch for (--mem, -t, --gpus) comes from the experiment's conf/resources/
+    group through profiles/slurm: the CPU scales ask for a CPU job's memory and time, paper for a GPU
+    node's. The dry run shows the resources Snakemake hands the SLURM executor."""
+    out = run_cmd(
+        [*SNAKEMAKE, "-n", "--workflow-profile", str(workspace / "profiles" / "slurm"), "--config",
+         f"experiment={experiment}"], cwd=workspace, timeout=300,
+    ).stdout  # fmt: skip
+    block = out[out.index("rule train:") :]
+    resources = dict(
+        kv.split("=", 1) for kv in re.search(r"resources: (.+)", block).group(1).split(", ") if "=" in kv
+    )
+    assert int(resources["mem_mb"]) == mem_mb and int(resources["runtime"]) == runtime
+    assert resources["gpu"] == "1"  # profiles/slurm's set-resources: one GPU per train job by default
