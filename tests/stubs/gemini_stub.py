@@ -22,13 +22,20 @@ can count requests and retries per item.
 Usage:
     with GeminiStub(responder=lambda prompt, body: {"answer": 1}) as stub:
         client = genai.Client(api_key="test", http_options=HttpOptions(base_url=stub.url))
+
+As a server of its own (the paper rehearsal, benchmarks/rehearse_paper.sh), until SIGTERM or SIGINT:
+    python -m tests.stubs.gemini_stub --port 18765 --responder rehearsal
+`GET /stub/stats` then returns the request counts: total, answered, faults and per kind of prompt
+(tests/stubs/rehearsal_responder.py: rephrase, judge, abstention).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -95,6 +102,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         return
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        if self.path.split("?")[0] == "/stub/stats":
+            self._send(200, self.server.stub.summary())
+        else:
+            self._send(
+                404, {"error": {"code": 404, "message": f"no route {self.path}", "status": "NOT_FOUND"}}
+            )
 
     def do_POST(self) -> None:  # noqa: N802 (http.server API)
         stub = self.server.stub
@@ -194,9 +209,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # many clients in flight at once must not see refused connections
 
-    def __init__(self, stub: _BaseStub):
+    def __init__(self, stub: _BaseStub, port: int = 0):
         self.stub = stub
-        super().__init__(("127.0.0.1", 0), _Handler)  # port 0: a free port chosen by the OS
+        super().__init__(("127.0.0.1", port), _Handler)  # port 0: a free port chosen by the OS
 
 
 class _BaseStub:
@@ -213,7 +228,10 @@ class _BaseStub:
         fault_rates: Mapping[str, float] | None = None,
         fault_seed: int = 0,
         retry_after: float | str | None = 0,
+        port: int = 0,
+        kind_of: Callable[[str], str] | None = None,
     ):
+        self.kind_of = kind_of or (lambda prompt: "request")  # how summary() groups requests
         self.responder = responder or (lambda prompt, body: {"echo": prompt})
         self.default_fault = default_fault  # (prompt, n-th request for this item) -> fault name
         self.timeout_sleep_s = timeout_sleep_s
@@ -226,7 +244,7 @@ class _BaseStub:
         self.counts: Counter[str] = Counter()  # requests per item key
         self._scripts: dict[str, list[str]] = defaultdict(list)
         self._lock = threading.Lock()
-        self._server = _Server(self)
+        self._server = _Server(self, port)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # --- lifecycle
@@ -318,6 +336,20 @@ class _BaseStub:
         with self._lock:
             return Counter(r.fault for r in self.requests if r.fault != "ok")
 
+    def summary(self) -> dict[str, Any]:
+        """Request counts: total, answered ("ok"), faults injected, and per kind of prompt (kind_of)."""
+        with self._lock:
+            reqs = list(self.requests)
+        kinds: Counter[str] = Counter(self.kind_of(r.prompt) for r in reqs)
+        answered: Counter[str] = Counter(self.kind_of(r.prompt) for r in reqs if r.fault == "ok")
+        return {
+            "total": len(reqs),
+            "ok": sum(answered.values()),
+            "faults": dict(Counter(r.fault for r in reqs if r.fault != "ok")),
+            "kinds": dict(kinds),
+            "kinds_ok": dict(answered),
+        }
+
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -366,3 +398,29 @@ class OpenAIStub(_BaseStub):
                 {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             ],
         }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the Gemini API (and OpenAI chat completions) on a fixed port until SIGTERM or SIGINT."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--api", choices=("gemini", "openai"), default="gemini")
+    ap.add_argument("--responder", choices=("rehearsal", "echo"), default="rehearsal")
+    args = ap.parse_args(argv)
+    from tests.stubs import rehearsal_responder as rr
+
+    responder = rr.respond if args.responder == "rehearsal" else None
+    cls = GeminiStub if args.api == "gemini" else OpenAIStub
+    stub = cls(responder=responder, port=args.port, kind_of=rr.kind)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stub.start()
+    print(f"{args.api} stub ({args.responder}) serving on {stub.url}", flush=True)
+    stop.wait()
+    print(json.dumps(stub.summary()), flush=True)
+    stub.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -96,7 +96,7 @@ def prose_files() -> dict[str, str]:
 
 
 # LaTeX's own capitalised commands that the paper or the tables use (everything else capitalised is ours)
-LATEX_CAPITALISED = {"Delta", "LaTeX", "TeX"}
+LATEX_CAPITALISED = {"Delta", "LaTeX", "TeX", "InputIfFileExists"}  # LaTeX's own, not numbers.tex's
 NEWCOMMAND = re.compile(r"^\\newcommand\{\\([A-Za-z]+)\}\{(.*)\}$")
 NEWIF = re.compile(r"^\\newif\\if([A-Za-z]+)\\\1(true|false)$")
 
