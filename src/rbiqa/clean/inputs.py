@@ -94,29 +94,17 @@ def split_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def abstention_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
-    """An abstention training example in the train row shape (one wording, no difficulty)."""
+def pool_row_to_train(row: dict[str, Any], regulation_area: str, category: str) -> dict[str, Any]:
+    """A row of a training pool mixed in by train.mix (abstention examples, general-knowledge QA) in the
+    train row shape: one wording, no difficulty."""
     return {
         "row_id": f"{row['id']}:v0",
         "source_id": row["id"],
         "variant_idx": 0,
         "question": row["question"],
         "answer": row["answer"],
-        "regulation_area": row["regulation_area"],
-        "category": "abstention",
-    }
-
-
-def general_row_to_train(row: dict[str, Any]) -> dict[str, Any]:
-    """A general-knowledge training QA pair in the train row shape (one wording, no difficulty)."""
-    return {
-        "row_id": f"{row['id']}:v0",
-        "source_id": row["id"],
-        "variant_idx": 0,
-        "question": row["question"],
-        "answer": row["answer"],
-        "regulation_area": "general",
-        "category": row["topic"],
+        "regulation_area": regulation_area,
+        "category": category,
     }
 
 

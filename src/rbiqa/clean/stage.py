@@ -29,10 +29,9 @@ from rbiqa.clean.inputs import (
     ParaRow,
     SplitRow,
     TrainRow,
-    abstention_row_to_train,
-    general_row_to_train,
     load_rows,
     para_row_to_train,
+    pool_row_to_train,
     split_row_to_train,
     to_eval_item,
 )
@@ -75,8 +74,8 @@ def load_all() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
         ],
         "unanswerable": [to_eval_item("unanswerable")(r) for r in load(P.RAW_UNANSWERABLE, UnanswerableRecord, "unanswerable")],
         "general": [to_eval_item("general")(r) for r in load(P.RAW_GENERAL, GeneralRecord, "general")],
-        "abstention_train": [abstention_row_to_train(r) for r in load(P.RAW_ABSTENTION_TRAIN, AbstentionTrainRecord, "abstention_train")],
-        "general_train": [general_row_to_train(r) for r in load(P.RAW_GENERAL_TRAIN, GeneralRecord, "general_train")],
+        "abstention_train": [pool_row_to_train(r, r["regulation_area"], "abstention") for r in load(P.RAW_ABSTENTION_TRAIN, AbstentionTrainRecord, "abstention_train")],
+        "general_train": [pool_row_to_train(r, "general", r["topic"]) for r in load(P.RAW_GENERAL_TRAIN, GeneralRecord, "general_train")],
     }  # fmt: skip
     return splits, removed
 
