@@ -37,6 +37,9 @@ art="$repo/benchmarks/results/e2e_${exp}_artifacts"
 rm -rf "$art" && mkdir -p "$art"
 cp -r results/metrics results/tables "$art"/ 2>/dev/null || true
 cp paper/numbers.tex paper/report.pdf "$art"/ 2>/dev/null || true
+# content hashes of what the study concluded (judgments, metrics but their manifest): two runs of the same
+# commit, or of a refactor and the commit before it, are compared with `diff` of these files
+sha256sum results/*/judgments/*.jsonl $(ls results/metrics/*.json | grep -v manifest.json) > "$art/hashes.sha256" || true
 for s in results/*/adapter/train_summary.json; do
   [ -f "$s" ] && cp "$s" "$art/train_summary_$(basename "$(dirname "$(dirname "$s")")").json"
 done
