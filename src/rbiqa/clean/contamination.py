@@ -22,7 +22,8 @@ from typing import Any
 from datasketch import MinHashLSH
 from tqdm.auto import tqdm
 
-from rbiqa.clean import textsim as S
+from rbiqa import textsim
+from rbiqa.clean import shingles as S
 
 MIN_DF_CAP = 20  # with few test questions, any n-gram shared by up to 20 of them still proposes pairs
 
@@ -75,7 +76,7 @@ def audit(
     if not train or not tests:
         return []
     ns = sorted({cfg.ngram_n, cfg.short_ngram_n})
-    test_n = [cfg.n_for(len(S.words(t.question))) for t in tests]
+    test_n = [cfg.n_for(len(textsim.words(t.question))) for t in tests]
     test_grams = [S.word_ngrams(t.question, n) for t, n in zip(tests, test_n, strict=True)]
     # Candidates come from n-grams that few test questions share: boilerplate ("what are the
     # requirements for a bank to") would make every pair a candidate. Containment is then computed on
@@ -117,7 +118,7 @@ def audit(
         if r.field == "question":
             for t_i in lsh.query(q_mh[i]):
                 if q_mh[i].jaccard(test_mh[t_i]) >= cfg.minhash_threshold - S.ESTIMATE_MARGIN:
-                    jac[t_i] = S.jaccard(q_sh[i], test_sh[t_i])
+                    jac[t_i] = textsim.jaccard(q_sh[i], test_sh[t_i])
         for t_i in set(cand) | set(jac):
             if t_i not in cand:  # a MinHash-only candidate: report its containment too
                 cand[t_i] = len(test_grams[t_i] & grams[test_n[t_i]]) / max(len(test_grams[t_i]), 1)

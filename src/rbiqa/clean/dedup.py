@@ -16,7 +16,8 @@ from typing import Any
 from datasketch import MinHashLSH
 from tqdm.auto import tqdm
 
-from rbiqa.clean import textsim as S
+from rbiqa import textsim
+from rbiqa.clean import shingles as S
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def dedup(
     removed: list[dict[str, Any]] = []
     survivors: list[int] = []
     for i in order:
-        key = S.normalize(texts[i])
+        key = textsim.normalize(texts[i])
         if key in seen_exact:
             removed.append(
                 {
@@ -82,7 +83,7 @@ def dedup(
                 continue
             if mhs[i].jaccard(mhs[j]) < cfg.threshold - S.ESTIMATE_MARGIN:
                 continue
-            sim = S.jaccard(sh[i], sh[j])
+            sim = textsim.jaccard(sh[i], sh[j])
             if sim >= cfg.threshold and (sim > best_sim or (sim == best_sim and j < (best or j + 1))):
                 best, best_sim = j, sim
         if best is not None:

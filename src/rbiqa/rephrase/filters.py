@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rbiqa import textsim
 from rbiqa.rephrase import text as T
 
 REASONS = (
@@ -50,7 +51,7 @@ YES_NO_OPENERS = frozenset(
 
 def question_type(text: str) -> str | None:
     """'wh' if any wh-word occurs, 'yesno' if it opens with an auxiliary, else None (imperative etc.)."""
-    ws = T.words(text)
+    ws = textsim.canon_words(text)
     if WH_WORDS & set(ws):
         return "wh"
     if ws and ws[0] in YES_NO_OPENERS:
@@ -123,8 +124,8 @@ class ParaphraseFilter:
 
     def similar(self, a: str, b: str) -> bool:
         return (
-            T.edit_similarity(a, b) >= self.cfg.max_edit_similarity
-            or T.jaccard(T.words(a), T.words(b)) >= self.cfg.max_jaccard
+            textsim.edit_similarity(a, b) >= self.cfg.max_edit_similarity
+            or textsim.jaccard(textsim.canon_words(a), textsim.canon_words(b)) >= self.cfg.max_jaccard
         )
 
     def _entities(self, original: str) -> set[str]:
@@ -149,11 +150,11 @@ class ParaphraseFilter:
             reasons.append("too_short")
         if n > c.max_chars or n / n0 > c.max_len_ratio:
             reasons.append("too_long")
-        if T.canon(cand) == T.canon(original):
+        if textsim.canon(cand) == textsim.canon(original):
             reasons.append("same_as_original")
         elif self.similar(cand, original):
             reasons.append("near_original")
-        if any(T.canon(cand) == T.canon(a) or self.similar(cand, a) for a in accepted):
+        if any(textsim.canon(cand) == textsim.canon(a) or self.similar(cand, a) for a in accepted):
             reasons.append("near_accepted")
 
         num_o, num_c = T.numbers(original), T.numbers(cand)
@@ -178,7 +179,7 @@ class ParaphraseFilter:
         if leaked:
             reasons.append("answer_leak")
 
-        first = T.words(cand)[:1]
+        first = textsim.canon_words(cand)[:1]
         if not cand.rstrip().endswith("?") and not (first and first[0] in self._openers):
             reasons.append("not_question")
         elif re.match(r"^\s*(yes|no|answer)\b", cand, re.I):
@@ -186,7 +187,7 @@ class ParaphraseFilter:
         else:
             qt_o, qt_c = question_type(original), question_type(cand)
             # a new who/when/where/why asks for a person, time, place or reason the original did not
-            new_wh = (set(T.words(cand)) & ANSWER_TYPE_WH) - set(T.words(original))
+            new_wh = (set(textsim.canon_words(cand)) & ANSWER_TYPE_WH) - set(textsim.canon_words(original))
             if (qt_o and qt_c and qt_o != qt_c) or new_wh:
                 reasons.append("question_type_changed")
         return reasons

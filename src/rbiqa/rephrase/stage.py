@@ -29,12 +29,12 @@ from rbiqa.config import to_container
 from rbiqa.io import InputError, read_jsonl, write_json, write_jsonl
 from rbiqa.llm import ResultCache
 from rbiqa.manifest import write_manifest
-from rbiqa.rephrase import text as T
 from rbiqa.rephrase.backends import GenRequest, item_seed, make_backend, n_candidates
 from rbiqa.rephrase.filters import FilterConfig, ParaphraseFilter, extract_candidate
 from rbiqa.rephrase.prompts import load_prompt
 from rbiqa.rephrase.report import build_report, prompt_identity
 from rbiqa.schemas import QARecord
+from rbiqa.textsim import edit_similarity
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def choose_heldout(original: str, accepted: list[str]) -> int:
 
     def closeness(i: int) -> float:
         others = [original] + [a for j, a in enumerate(accepted) if j != i]
-        return max(T.edit_similarity(accepted[i], o) for o in others)
+        return max(edit_similarity(accepted[i], o) for o in others)
 
     return min(range(len(accepted)), key=lambda i: (closeness(i), i))
 

@@ -1,4 +1,4 @@
-"""Text normalisation and fact extraction used by the paraphrase filters.
+"""Fact extraction used by the paraphrase filters (their normalisation is rbiqa.textsim's `canon`).
 
 A paraphrase may change wording but not facts: the numbers, percentages, dates and named regulatory
 entities of the original must survive. Extraction is deliberately conservative (regexes plus an entity
@@ -8,9 +8,9 @@ list): a false "lost fact" costs one candidate, a missed one puts a wrong questi
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
-from difflib import SequenceMatcher
+
+from rbiqa.textsim import canon_words, nfkc
 
 # "one" is left out: far more often a pronoun ("what does one need") than a number
 NUMBER_WORDS = {
@@ -36,36 +36,10 @@ STOPWORDS = frozenset(
 _NUM = re.compile(r"(?<!\d)(\d+(?:[.,]\d+)*)")
 _PCT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ACRONYM = re.compile(r"\b([A-Z][A-Z0-9&]*[A-Z0-9])(?:s|es)?\b")
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def nfkc(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
-
-
-def canon(text: str) -> str:
-    """Lower-case, punctuation-free, single-spaced: the form similarity is computed on."""
-    text = nfkc(text).casefold().replace("’", "'")
-    text = re.sub(r"[^\w\s%]", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(canon(text))
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in words(text) if w not in STOPWORDS and len(w) > 2}
-
-
-def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
-    a, b = set(a), set(b)
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
-def edit_similarity(a: str, b: str) -> float:
-    """difflib ratio on the canonical forms (1.0 = identical after normalisation)."""
-    return SequenceMatcher(None, canon(a), canon(b), autojunk=False).ratio()
+    return {w for w in canon_words(text) if w not in STOPWORDS and len(w) > 2}
 
 
 def _normalise_numbers(text: str) -> str:
@@ -86,14 +60,14 @@ def numbers(text: str) -> set[str]:
 
 
 def months(text: str) -> set[str]:
-    found = set(words(text)) & set(MONTHS)
+    found = set(canon_words(text)) & set(MONTHS)
     if "may" in found and not re.search(r"\bMay\b", text):
         found.discard("may")  # the modal verb, not the month
     return found
 
 
 def magnitudes(text: str) -> set[str]:
-    return {w.rstrip("s") for w in words(text) if w in MAGNITUDES}
+    return {w.rstrip("s") for w in canon_words(text) if w in MAGNITUDES}
 
 
 def acronyms(text: str) -> set[str]:

@@ -1,4 +1,5 @@
-"""Normalisation, shingles and MinHash helpers shared by dedup and the contamination audit."""
+"""Shingles, number sets and MinHash helpers shared by dedup and the contamination audit (their text
+normalisation is rbiqa.textsim's `normalize`)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,12 @@ from typing import Any
 
 from datasketch import MinHash
 
-_NON_WORD = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
+from rbiqa.textsim import normalize, words
+
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 # LSH candidates whose MinHash estimate is this far below a threshold skip the exact Jaccard: with 64
 # permutations the estimate's standard deviation near J=0.75 is ~0.055, so 0.15 is ~2.7 sigma.
 ESTIMATE_MARGIN = 0.15
-
-
-def normalize(text: str) -> str:
-    """Exact-dedup key: NFKC, casefold, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _NON_WORD.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
-
-
-def words(text: str) -> list[str]:
-    return normalize(text).split()
 
 
 def numbers(text: str) -> frozenset[str]:
@@ -54,10 +44,6 @@ def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     if len(toks) < n:
         return {tuple(toks)}
     return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if (a or b) else 1.0
 
 
 def _identity(x: int) -> int:
