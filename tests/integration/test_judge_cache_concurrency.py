@@ -20,7 +20,7 @@ from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_jsonl
 from rbiqa.judge.cache import JudgeCache
-from rbiqa.judge.stage import main as judge_main
+from rbiqa.judge.stage import run as judge_main
 from tests.integration._judge_cache_writer import key, keys_of, verdict
 from tests.unit._judge_data import eval_items, generation, write_inputs
 

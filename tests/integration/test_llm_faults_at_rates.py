@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_jsonl, write_jsonl
-from rbiqa.judge.stage import main as judge_main
+from rbiqa.judge.stage import run as judge_main
 from rbiqa.llm import JsonTask, RetryPolicy, cache_key, run_json_tasks
 from rbiqa.llm.gemini import GeminiJsonClient
 from rbiqa.llm.openai_compatible import OpenAICompatibleJsonClient

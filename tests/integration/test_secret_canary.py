@@ -14,7 +14,7 @@ from pathlib import Path
 from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_jsonl, write_jsonl
-from rbiqa.judge.stage import main as judge_main
+from rbiqa.judge.stage import run as judge_main
 from rbiqa.rephrase.stage import run as rephrase_run
 from tests.integration.test_llm_faults_at_rates import (
     BASE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_json, read_jsonl
-from rbiqa.judge.stage import main
+from rbiqa.judge.stage import run as main
 
 from ._judge_data import FACTS, eval_items, generation, write_inputs
 

@@ -1,15 +1,9 @@
-"""`python -m rbiqa.clean [hydra overrides]`."""
-
-from omegaconf import DictConfig
+"""`python -m rbiqa.clean [hydra overrides]`"""
 
 from rbiqa.clean.stage import run
 from rbiqa.config import stage_main
 
-
-@stage_main
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = stage_main(run)
 
 if __name__ == "__main__":
     main()

@@ -1,3 +1,5 @@
+"""`python -m rbiqa.figures [hydra overrides]`"""
+
 from rbiqa.config import stage_main
 from rbiqa.figures.stage import run
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rbiqa import models
 from rbiqa import paths as P
-from rbiqa.config import selected_eval_sets, stage_main, to_container
+from rbiqa.config import selected_eval_sets, to_container
 from rbiqa.generate.cache import ItemCache, cache_path, item_key, nll_cache_path
 from rbiqa.generate.fewshot import FewShotSelector
 from rbiqa.generate.inputs import (
@@ -377,12 +377,3 @@ def run_summary(
             "torch_threads": torch.get_num_threads(),
         },
     }
-
-
-@stage_main
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,9 @@
-"""`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'` (or `+eval_set=<set>`)"""
+"""`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'`"""
 
 from rbiqa.config import stage_main
-from rbiqa.judge.stage import main
+from rbiqa.judge.stage import run
+
+main = stage_main(run)
 
 if __name__ == "__main__":
-    stage_main(main)()
+    main()

@@ -51,7 +51,7 @@ def _backend_inputs(backend) -> list[Path]:
     return [repo_relative(f) for f in files]
 
 
-def main(cfg: DictConfig) -> dict[str, dict]:
+def run(cfg: DictConfig) -> dict[str, dict]:
     """Every selected eval set of one arm, keyed by set: the pipeline runs one job per arm, so the
     backend (the reference judge's embedding model, or the API client) is set up once."""
     np.random.seed(int(cfg.get("seed", 0)))

@@ -1,15 +1,9 @@
-"""`python -m rbiqa.rephrase [hydra overrides]`."""
-
-from omegaconf import DictConfig
+"""`python -m rbiqa.rephrase [hydra overrides]`"""
 
 from rbiqa.config import stage_main
 from rbiqa.rephrase.stage import run
 
-
-@stage_main
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = stage_main(run)
 
 if __name__ == "__main__":
     main()

@@ -1,3 +1,5 @@
+"""`python -m rbiqa.report [hydra overrides]`"""
+
 from rbiqa.config import stage_main
 from rbiqa.report.stage import run
 

@@ -1,3 +1,5 @@
+"""`python -m rbiqa.stats [hydra overrides]`"""
+
 from rbiqa.config import stage_main
 from rbiqa.stats.stage import run
 

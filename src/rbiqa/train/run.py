@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rbiqa import paths as P
-from rbiqa.config import stage_main, to_container
+from rbiqa.config import to_container
 from rbiqa.io import read_json, sha256_path, sha256_text, stable_json, write_json
 from rbiqa.manifest import write_manifest
 from rbiqa.train.settings import RunSettings, build_settings
@@ -280,8 +280,3 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         ),
     )
     return summary
-
-
-@stage_main
-def main(cfg: DictConfig) -> None:
-    run_stage(cfg)
