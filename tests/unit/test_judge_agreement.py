@@ -13,7 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 from rbiqa import paths as P
 from rbiqa.io import InputError
 from rbiqa.judge.agreement import human_agreement, judge_pairs, load_human_labels, reference_vs_labels
-from rbiqa.judge.agreement_stats import bootstrap_kappa_ci, kappa_summary
+from rbiqa.stats.kappa import bootstrap_kappa_ci, kappa_summary
 
 ACFG = OmegaConf.create({"seed": 7, "n_boot": 300, "calibration_csv": None})
 

@@ -104,7 +104,7 @@ def test_holdout_slice_is_a_fixed_fifth_of_questions():
 
 
 def test_agreement_by_group_reports_opposite_gaps():
-    from rbiqa.judge.agreement_stats import agreement_by_group
+    from rbiqa.stats.kappa import agreement_by_group
 
     # group a: the judge says 1 on two of ten true-0 items; group b: it misses one of five true-1 items
     y = np.array([0] * 10 + [1] * 5 + [0] * 5)

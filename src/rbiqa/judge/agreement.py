@@ -33,12 +33,12 @@ from omegaconf import DictConfig
 from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
-from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
 from rbiqa.judge.calibration_data import decode_models
 from rbiqa.judge.reference import DEFAULT_PARAMS
 from rbiqa.judge.stage import repo_relative
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import Judgment
+from rbiqa.stats.kappa import agreement_by_group, kappa_summary
 
 log = logging.getLogger(__name__)
 

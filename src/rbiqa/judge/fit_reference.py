@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 from rbiqa import paths as P
 from rbiqa.config import setup_logging
 from rbiqa.io import sha256_file, write_json
-from rbiqa.judge.agreement_stats import agreement_by_group, kappa_summary
 from rbiqa.judge.calibration_data import encode_models, load_calibration_csv
 from rbiqa.judge.embeddings import EMBEDDING_MODEL_NAME, get_embedder
 from rbiqa.judge.features import Triple, embedding_scores, feature_matrix
+from rbiqa.stats.kappa import agreement_by_group, kappa_summary
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def _ci(block: dict) -> list[float] | None:
 
 def _confusion(block: dict) -> list[list[int]] | None:
     c = block.get("confusion", block.get("confusion_matrix"))
-    if isinstance(c, dict) and "matrix" in c:  # rbiqa.judge.agreement_stats: {labels, rows, cols, matrix}
+    if isinstance(c, dict) and "matrix" in c:  # rbiqa.stats.kappa: {labels, rows, cols, matrix}
         c = c["matrix"]
     if isinstance(c, dict) and all(k in c for k in ("tn", "fp", "fn", "tp")):
         c = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]

@@ -1,4 +1,5 @@
-"""Agreement between two binary raters: kappa with CIs, accuracy and the confusion matrix.
+"""Agreement between two binary raters (a judge and labels, or two judges): kappa with cluster-bootstrap CIs,
+accuracy and the confusion matrix. Used by the judge agreement job and the reference judge's fit.
 
 The bootstrap resamples clusters (source questions), not rows: the two answers to one question are
 judged on the same reference, so treating them as independent would make the interval too narrow.
