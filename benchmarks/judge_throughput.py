@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rbiqa.judge.embeddings import MAX_SEQ_LEN, Embedder  # noqa: E402
-from rbiqa.judge.features import Triple  # noqa: E402
-from rbiqa.judge.reference import ReferenceJudge  # noqa: E402
-from rbiqa.judge.tasks import JudgeTask  # noqa: E402
-from rbiqa.judge.text_features import split_sentences  # noqa: E402
+from rbiqa.judge.protocol import JudgeTask  # noqa: E402
+from rbiqa.judge.reference.embeddings import MAX_SEQ_LEN, Embedder  # noqa: E402
+from rbiqa.judge.reference.features import Triple  # noqa: E402
+from rbiqa.judge.reference.model import ReferenceJudge  # noqa: E402
+from rbiqa.judge.reference.text_features import split_sentences  # noqa: E402
 
 OUT = REPO / "benchmarks/results/judge_throughput.json"
 CALIBRATION = REPO.parent / "shared/calibration/seed_judgments_dev.csv"
@@ -45,7 +45,7 @@ TARGET_ITEMS_PER_S = 20.0  # issue 13: reference judge on a warm embedding cache
 
 def load_items(n: int) -> tuple[list[Triple], str]:
     if CALIBRATION.is_file():
-        from rbiqa.judge.calibration_data import load_calibration_csv
+        from rbiqa.judge.reference.calibration_data import load_calibration_csv
 
         df = load_calibration_csv(CALIBRATION).head(n)
         rows = [Triple(r.question, r.ground_truth, r.generated_answer) for r in df.itertuples(index=False)]

@@ -124,8 +124,8 @@ class Judgment(_Strict):
     reasoning: str | None = None
     p_correct: float | None = None  # the reference judge's calibrated probability
     # Answerable items: did the answer abstain ("I don't know of it")? The offline abstention detector's
-    # verdict (rbiqa.judge.abstention), whatever the judge; None on unanswerable items (the score is the
-    # abstention there) and where there is no answer. Over-abstention is its rate.
+    # verdict (rbiqa.judge.reference.abstention), whatever the judge; None on unanswerable items (the score
+    # is the abstention there) and where there is no answer. Over-abstention is its rate.
     abstained: bool | None = None
     judge_backend: str
     judge_model: str

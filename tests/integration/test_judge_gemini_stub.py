@@ -20,8 +20,8 @@ import pytest
 from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_json, read_jsonl
+from rbiqa.judge.protocol import JudgeConfigError
 from rbiqa.judge.stage import run as judge_main
-from rbiqa.judge.tasks import JudgeConfigError
 from rbiqa.schemas import EvalItem, Generation
 from tests.stubs.gemini_stub import GeminiStub, marker_key
 

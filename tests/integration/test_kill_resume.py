@@ -626,7 +626,7 @@ def test_judge_reference_killed_resumes_byte_identical(code, tmp_path):
         write_judge_inputs(st.project)
     clean.finish()
     # one predict() call per batch of 6, each verdict cached as it is made
-    gate = ("rbiqa.judge.reference:ReferenceJudge.predict", 1)
+    gate = ("rbiqa.judge.reference.model:ReferenceJudge.predict", 1)
     killed.kill_when(lambda: judge_entries(killed.project), 6, gate=gate)
     assert_not_done(killed.project / JUDGED, killed.project / P.manifest_for(JUDGED))
     killed.finish()

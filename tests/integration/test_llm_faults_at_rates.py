@@ -285,7 +285,7 @@ def test_random_faults_follow_the_rates_and_the_seed():
 
 
 def test_openai_judge_fails_fast_on_a_missing_key_or_an_unknown_model(tmp_path, monkeypatch):
-    from rbiqa.judge.tasks import JudgeConfigError
+    from rbiqa.judge.protocol import JudgeConfigError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

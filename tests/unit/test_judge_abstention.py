@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rbiqa.judge.abstention import AbstentionDetector, detector_hash
+from rbiqa.judge.reference.abstention import AbstentionDetector, detector_hash
 
 Q = "What penalty does the RBI's 2022 Digital Gold Custody Directive impose for late reconciliation?"
 ABSTAINS = [
@@ -33,7 +33,7 @@ FABRICATES = [
 
 @pytest.fixture(scope="module")
 def detector():
-    from rbiqa.judge.embeddings import get_embedder
+    from rbiqa.judge.reference.embeddings import get_embedder
 
     return AbstentionDetector(get_embedder())
 

@@ -10,8 +10,8 @@ import diskcache
 import pytest
 
 from rbiqa.judge.cache import JudgeCache, open_judge_cache
+from rbiqa.judge.protocol import JudgeConfigError
 from rbiqa.judge.runner import run_judgments
-from rbiqa.judge.tasks import JudgeConfigError
 
 from ._judge_data import eval_items, generation
 from .test_judge_runner import FakeBackend

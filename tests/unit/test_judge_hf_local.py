@@ -8,7 +8,7 @@ import pytest
 
 import rbiqa.models
 from rbiqa.judge.hf_local import HFLocalJudge, HFLocalSettings
-from rbiqa.judge.tasks import JudgeTask
+from rbiqa.judge.protocol import JudgeTask
 
 SETTINGS = HFLocalSettings(
     model_id="tiny",

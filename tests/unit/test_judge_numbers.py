@@ -2,7 +2,7 @@
 
 import pytest
 
-from rbiqa.judge.numbers import Quantity, extract_quantities, quantity_scores
+from rbiqa.judge.reference.numbers import Quantity, extract_quantities, quantity_scores
 
 
 @pytest.mark.parametrize(

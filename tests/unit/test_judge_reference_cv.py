@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rbiqa.judge.reference import DEFAULT_PARAMS, load_params
+from rbiqa.judge.reference.model import DEFAULT_PARAMS, load_params
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 DEV_CSV = SHARED / "calibration" / "seed_judgments_dev.csv"
@@ -31,7 +31,7 @@ def test_shipped_params_were_fitted_on_the_dev_file():
 
     params, _ = load_params()
     assert params.model_dump()["training_data"]["sha256"] == sha256_file(DEV_CSV), (
-        "reference_params.json is stale: refit with python -m rbiqa.judge.fit_reference --csv " + str(DEV_CSV)
+        "reference_params.json is stale: refit with python -m rbiqa.judge.reference.fit --csv " + str(DEV_CSV)
     )
 
 
@@ -41,8 +41,8 @@ def test_grouped_cv_kappa_on_dev_file(tmp_path):
     """Recompute features (embedding cache in data/cache/judge_fit speeds this up) and rerun the CV."""
     from sklearn.metrics import cohen_kappa_score
 
-    from rbiqa.judge.calibration_data import load_calibration_csv
-    from rbiqa.judge.fit_reference import compute_features, nested_cv
+    from rbiqa.judge.reference.calibration_data import load_calibration_csv
+    from rbiqa.judge.reference.fit import compute_features, nested_cv
 
     params, _ = load_params()
     df = load_calibration_csv(DEV_CSV)
@@ -62,7 +62,7 @@ def test_grouped_cv_kappa_on_dev_file(tmp_path):
 def test_params_file_errors(tmp_path):
     from rbiqa.io import InputError
 
-    with pytest.raises(InputError, match="fit_reference"):
+    with pytest.raises(InputError, match="rbiqa.judge.reference.fit"):
         load_params(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     raw = json.loads(DEFAULT_PARAMS.read_text())
@@ -94,7 +94,7 @@ def test_shipped_params_report_agreement_per_answer_model_and_on_the_holdout():
 
 
 def test_holdout_slice_is_a_fixed_fifth_of_questions():
-    from rbiqa.judge.fit_reference import holdout_mask
+    from rbiqa.judge.reference.fit import holdout_mask
 
     ids = [f"{i:012x}" for i in range(2000)]
     m = holdout_mask(ids)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rbiqa.judge.cache import JudgeCache
+from rbiqa.judge.protocol import Outcome
 from rbiqa.judge.runner import run_judgments
-from rbiqa.judge.tasks import Outcome
 
 from ._judge_data import eval_items, generation
 

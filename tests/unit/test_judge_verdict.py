@@ -2,8 +2,7 @@
 
 import pytest
 
-from rbiqa.judge.prompts import load_rubric
-from rbiqa.judge.verdict import VerdictError, parse_verdict
+from rbiqa.judge.protocol import VerdictError, load_rubric, parse_verdict
 
 
 @pytest.mark.parametrize(

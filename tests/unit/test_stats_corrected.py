@@ -15,7 +15,7 @@ from rbiqa.figures import tables
 from rbiqa.figures.data import Metrics
 from rbiqa.figures.numbers import build_numbers
 from rbiqa.io import InputError
-from rbiqa.judge.reference import DEFAULT_PARAMS
+from rbiqa.judge.reference.model import DEFAULT_PARAMS
 from rbiqa.stats.corrected import (
     Calibration,
     CorrectionInput,

@@ -3,14 +3,13 @@
 # openai_compatible = any chat-completions server, hf_local = a local model).
 # Targets: P.judgments(arm, eval_set) for each arm and eval set, and P.JUDGE_AGREEMENT.
 
-# Files that decide verdicts besides the data: a refit or a new prompt wording reruns the judge.
-JUDGE_SRC = "src/rbiqa/judge"
-JUDGE_DECIDERS = [
-    f"{JUDGE_SRC}/reference_params.json",
-    f"{JUDGE_SRC}/abstention_exemplars.json",
-    f"{JUDGE_SRC}/prompts/rubric_v1.txt",
-    f"{JUDGE_SRC}/prompts/abstention_v1.txt",
-]
+from rbiqa.judge.reference.model import DEFAULT_PARAMS as _REFERENCE_PARAMS
+from rbiqa.judge.stage import decider_files as _judge_deciders
+from rbiqa.judge.stage import repo_relative as _repo_relative
+
+# Files that decide verdicts besides the data (the configured rubric prompts, or the reference judge's
+# parameters, and the abstention exemplars): a refit or a new prompt wording reruns the judge.
+JUDGE_DECIDERS = [p.as_posix() for p in _judge_deciders(CFG.judge)]
 
 
 localrules:
@@ -60,7 +59,7 @@ rule judge_agreement:
         judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
         generations=[P.generations(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
         labels=HUMAN_LABELS,
-        params=f"{JUDGE_SRC}/reference_params.json",
+        params=_repo_relative(_REFERENCE_PARAMS).as_posix(),
         stamp=stamp("judge_agreement"),
     output:
         agreement=P.JUDGE_AGREEMENT.as_posix(),

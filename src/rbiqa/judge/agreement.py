@@ -33,8 +33,8 @@ from omegaconf import DictConfig
 from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
-from rbiqa.judge.calibration_data import decode_models
-from rbiqa.judge.reference import DEFAULT_PARAMS
+from rbiqa.judge.reference.calibration_data import decode_models
+from rbiqa.judge.reference.model import DEFAULT_PARAMS
 from rbiqa.judge.stage import repo_relative
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import Judgment
@@ -51,8 +51,8 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
     params = read_json(params_path)
     csv_path = acfg.get("calibration_csv")
     if csv_path and Path(csv_path).is_file():
-        from rbiqa.judge.calibration_data import load_calibration_csv
-        from rbiqa.judge.fit_reference import compute_features, nested_cv
+        from rbiqa.judge.reference.calibration_data import load_calibration_csv
+        from rbiqa.judge.reference.fit import compute_features, nested_cv
 
         df = load_calibration_csv(csv_path)
         y, groups = df["judge_score"].to_numpy(), df["item_id"].to_numpy()
@@ -86,7 +86,7 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
             y, pred, model, clusters=groups, n_boot=int(acfg.n_boot), seed=int(acfg.seed)
         ),
     )
-    if "holdout" in params:  # one estimate on questions no modelling choice looked at (fit_reference)
+    if "holdout" in params:  # one estimate on questions no modelling choice looked at (reference.fit)
         summary["holdout"] = {k: params["holdout"][k] for k in HOLDOUT_KEYS if k in params["holdout"]}
     return summary
 

@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from rbiqa.judge.prompts import load_rubric
-from rbiqa.judge.tasks import JudgeConfigError, JudgeTask, Kind, OnResult, Outcome
+from rbiqa.judge.protocol import APIVerdict, JudgeConfigError, JudgeTask, Kind, OnResult, Outcome, load_rubric
 from rbiqa.llm import CallStats, make_client
 from rbiqa.llm.base import NonRetryableHTTPError, describe_error
 
@@ -38,18 +36,6 @@ FATAL_STATUS = {
 # judge.<key> passed on to the client (rbiqa.llm.make_client); the rest is the judge's own
 CLIENT_KEYS = ("api_key_env", "api_key_required", "base_url", "api_version", "response_format",
                "timeout_s", "concurrency", "retry")  # fmt: skip
-
-
-class APIVerdict(BaseModel):
-    """Sent as the response schema and validated on return (a score of 7 is schema-invalid: retried).
-
-    Gemini schemas have no integer enums, so 0|1 is expressed as a bounded integer.
-    """
-
-    score: int = Field(
-        ge=0, le=1, description="1 if the answer meets every requirement of the rubric, else 0"
-    )
-    reasoning: str = Field(min_length=1, description="one or two sentences justifying the score")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from rbiqa.judge.tasks import JudgeBackend, JudgeConfigError
+from rbiqa.judge.protocol import JudgeBackend, JudgeConfigError
 
 BACKENDS = ("reference", "gemini", "openai_compatible", "hf_local")
 
@@ -12,7 +12,7 @@ BACKENDS = ("reference", "gemini", "openai_compatible", "hf_local")
 def make_backend(jcfg: DictConfig) -> JudgeBackend:
     backend = jcfg.get("backend")
     if backend == "reference":
-        from rbiqa.judge.reference import ReferenceJudge
+        from rbiqa.judge.reference.model import ReferenceJudge
 
         return ReferenceJudge(params_path=jcfg.get("params_path"), batch_size=int(jcfg.get("batch_size", 64)))
     if backend in ("gemini", "openai_compatible"):

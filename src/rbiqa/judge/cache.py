@@ -41,7 +41,7 @@ import tenacity
 from diskcache.core import MODE_PICKLE
 
 from rbiqa.io import sha256_text, stable_json
-from rbiqa.judge.tasks import JudgeConfigError
+from rbiqa.judge.protocol import JudgeConfigError
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rbiqa.judge.prompts import load_rubric
-from rbiqa.judge.tasks import JudgeTask, Kind, OnResult, Outcome
-from rbiqa.judge.verdict import VerdictError, parse_verdict
+from rbiqa.judge.protocol import JudgeTask, Kind, OnResult, Outcome, VerdictError, load_rubric, parse_verdict
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rbiqa.judge.cache import JudgeCache, judgment_key
-from rbiqa.judge.tasks import JudgeBackend, JudgeTask, Outcome
+from rbiqa.judge.protocol import JudgeBackend, JudgeTask, Outcome
 from rbiqa.schemas import EvalItem, Generation, Judgment
 
 log = logging.getLogger(__name__)

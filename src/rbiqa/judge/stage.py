@@ -21,7 +21,7 @@ from rbiqa.io import write_jsonl
 from rbiqa.judge.backends import make_backend
 from rbiqa.judge.cache import open_judge_cache
 from rbiqa.judge.inputs import load_eval_items, load_generations
-from rbiqa.judge.prompts import PROMPT_DIR
+from rbiqa.judge.protocol import PROMPT_DIR
 from rbiqa.judge.runner import run_judgments
 from rbiqa.manifest import write_manifest
 
@@ -38,12 +38,27 @@ def repo_relative(path: Path) -> Path:
         return path
 
 
+def decider_files(jcfg) -> list[Path]:
+    """The files that decide the configured judge's verdicts besides the data: the reference judge's
+    parameters, or the LLM judge's two rubric prompts (`judge.rubric`, `judge.abstention_rubric`), and the
+    abstention detector's exemplars (every backend's answers are checked with it). The judge rule takes
+    them as inputs, so a refit or a new prompt wording reruns the judge."""
+    from rbiqa.judge.reference.abstention import EXEMPLARS_PATH
+    from rbiqa.judge.reference.model import DEFAULT_PARAMS
+
+    if jcfg.get("rubric") is None:  # the reference judge: no prompt
+        files = [Path(str(jcfg.get("params_path") or DEFAULT_PARAMS))]
+    else:
+        files = [PROMPT_DIR / f"{jcfg.rubric}.txt", PROMPT_DIR / f"{jcfg.abstention_rubric}.txt"]
+    return [repo_relative(f) for f in [*files, EXEMPLARS_PATH]]
+
+
 def _backend_inputs(backend) -> list[Path]:
     """Files that decide verdicts besides the data: hashed into the manifest for lineage."""
-    from rbiqa.judge.abstention import EXEMPLARS_PATH  # every backend: the over-abstention detector
+    from rbiqa.judge.reference.abstention import EXEMPLARS_PATH  # every backend: the over-abstention detector
 
     if backend.name == "reference":
-        from rbiqa.judge.reference import DEFAULT_PARAMS
+        from rbiqa.judge.reference.model import DEFAULT_PARAMS
 
         files = [DEFAULT_PARAMS, EXEMPLARS_PATH]
     else:
@@ -66,9 +81,9 @@ def mark_abstentions(judgments: list, items, gens) -> list:
     """Judgments of answerable items with `abstained` set by the offline abstention detector, so that
     abstaining where an answer exists (the cost of training a model to say "I don't know") is measured
     the same way for every judge backend."""
-    from rbiqa.judge.abstention import THRESHOLD as ABSTAIN_THRESHOLD
-    from rbiqa.judge.abstention import AbstentionDetector
-    from rbiqa.judge.embeddings import get_embedder
+    from rbiqa.judge.reference.abstention import THRESHOLD as ABSTAIN_THRESHOLD
+    from rbiqa.judge.reference.abstention import AbstentionDetector
+    from rbiqa.judge.reference.embeddings import get_embedder
 
     question = {it.item_id: it.question for it in items if it.reference is not None}
     todo = [j for j in judgments if j.item_id in question and gens.get(j.item_id) and gens[j.item_id].answer]

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rbiqa.io import InputError, read_json, sha256_file
-from rbiqa.judge.calibration_data import MODEL_CODES, decode_models
+from rbiqa.judge.reference.calibration_data import MODEL_CODES, decode_models
 from rbiqa.stats.paired import direction, pair_items
 from rbiqa.stats.study import Study
 from rbiqa.study import ARM_KINDS
@@ -256,7 +256,7 @@ def correction_input(
 
 
 def _default_params() -> Path:
-    from rbiqa.judge.reference import DEFAULT_PARAMS  # lazy: the judge package imports sklearn
+    from rbiqa.judge.reference.model import DEFAULT_PARAMS  # lazy: the judge package imports sklearn
 
     return DEFAULT_PARAMS
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rbiqa.io import sha256_text, stable_json
-from rbiqa.judge.numbers import extract_quantities
-from rbiqa.judge.text_features import hedge_count, refusal_count
+from rbiqa.judge.reference.numbers import extract_quantities
+from rbiqa.judge.reference.text_features import hedge_count, refusal_count
 
 EXEMPLARS_PATH = Path(__file__).with_name("abstention_exemplars.json")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rbiqa.io import sha256_text
-from rbiqa.judge.text_features import STOP
+from rbiqa.judge.reference.text_features import STOP
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The offline default judge: a logistic regression over reference-based features, no LLM.
 
-Its parameters are fitted to real Gemini 2.0 Flash labels by `rbiqa.judge.fit_reference` and shipped
+Its parameters are fitted to real Gemini 2.0 Flash labels by `rbiqa.judge.reference.fit` and shipped
 as reference_params.json, so judging needs neither the labelled data nor network access. Its
 agreement with Gemini (grouped cross-validation) is stored in the same file and reported by the
 judge_agreement rule; scores from this judge are only as good as that agreement.
@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from tqdm.auto import tqdm
 
 from rbiqa.io import InputError, read_json, sha256_file
-from rbiqa.judge.abstention import THRESHOLD as ABSTAIN_THRESHOLD
-from rbiqa.judge.abstention import AbstentionDetector, detector_hash
-from rbiqa.judge.features import Triple, derived, feature_dicts
-from rbiqa.judge.tasks import JudgeTask, Kind, OnResult, Outcome
+from rbiqa.judge.protocol import JudgeTask, Kind, OnResult, Outcome
+from rbiqa.judge.reference.abstention import THRESHOLD as ABSTAIN_THRESHOLD
+from rbiqa.judge.reference.abstention import AbstentionDetector, detector_hash
+from rbiqa.judge.reference.features import Triple, derived, feature_dicts
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def load_params(path: str | Path | None = None) -> tuple[ReferenceParams, str]:
     if not path.is_file():
         raise InputError(
             f"reference judge parameters not found: {path}; fit them with "
-            "`python -m rbiqa.judge.fit_reference --csv <labelled judgments csv>`"
+            "`python -m rbiqa.judge.reference.fit --csv <labelled judgments csv>`"
         )
     try:
         params = ReferenceParams.model_validate(read_json(path))
@@ -83,7 +83,7 @@ class ReferenceJudge:
     def __init__(self, params_path: str | Path | None = None, embedder=None, batch_size: int = 64) -> None:
         self.params, self.params_sha = load_params(params_path)
         if embedder is None:
-            from rbiqa.judge.embeddings import get_embedder
+            from rbiqa.judge.reference.embeddings import get_embedder
 
             embedder = get_embedder()
         self.embedder = embedder
@@ -102,7 +102,7 @@ class ReferenceJudge:
             raise InputError(
                 "reference_params.json was fitted on other features "
                 f"(missing {sorted(set(p.features) - set(rows[0]))}, "
-                f"new {sorted(set(rows[0]) - set(p.features))}); refit with rbiqa.judge.fit_reference"
+                f"new {sorted(set(rows[0]) - set(p.features))}); refit with rbiqa.judge.reference.fit"
             )
         x = np.array([[r[f] for f in p.features] for r in rows], dtype=np.float64).reshape(len(rows), -1)
         z = (x - np.array(p.scaler_mean)) / np.array(p.scaler_scale)

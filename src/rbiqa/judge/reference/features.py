@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from rbiqa.judge.embeddings import ALIGN_STATS
-from rbiqa.judge.numbers import quantity_scores
-from rbiqa.judge.text_features import lexical_scores, split_sentences
+from rbiqa.judge.reference.embeddings import ALIGN_STATS
+from rbiqa.judge.reference.numbers import quantity_scores
+from rbiqa.judge.reference.text_features import lexical_scores, split_sentences
 
 EMBEDDING_FEATURES = (
     "cos_answer_reference",
@@ -104,7 +104,7 @@ def feature_matrix(
     if rows and set(names) != set(have):
         raise ValueError(
             f"feature names differ from the fitted parameters: missing {sorted(set(names) - set(have))}, "
-            f"unexpected {sorted(set(have) - set(names))}; refit with `python -m rbiqa.judge.fit_reference`"
+            f"unexpected {sorted(set(have) - set(names))}; refit with `python -m rbiqa.judge.reference.fit`"
         )
     x = np.array([[r[n] for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
     return x, names

@@ -1,6 +1,6 @@
 """Fit the offline reference judge to labelled judgments and ship its parameters as JSON.
 
-`python -m rbiqa.judge.fit_reference --csv ../shared/calibration/seed_judgments_dev.csv`
+`python -m rbiqa.judge.reference.fit --csv ../shared/calibration/seed_judgments_dev.csv`
 
 The logistic regression is small enough to store as plain numbers, so the judge stage needs neither
 the labelled data nor a pickle. The decision threshold is tuned for Cohen's kappa, and the reported
@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 from rbiqa import paths as P
 from rbiqa.config import setup_logging
 from rbiqa.io import sha256_file, write_json
-from rbiqa.judge.calibration_data import encode_models, load_calibration_csv
-from rbiqa.judge.embeddings import EMBEDDING_MODEL_NAME, get_embedder
-from rbiqa.judge.features import Triple, embedding_scores, feature_matrix
+from rbiqa.judge.reference.calibration_data import encode_models, load_calibration_csv
+from rbiqa.judge.reference.embeddings import EMBEDDING_MODEL_NAME, get_embedder
+from rbiqa.judge.reference.features import Triple, embedding_scores, feature_matrix
 from rbiqa.stats.kappa import agreement_by_group, kappa_summary
 
 log = logging.getLogger(__name__)
