@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from rbiqa.judge.cache import JudgeCache
+from rbiqa.llm.cache import ResultCache
 
 
 def key(i: int) -> str:
@@ -33,9 +33,9 @@ def main(directory: str, worker: int, n: int, go_file: str) -> None:
     while not Path(go_file).exists():
         time.sleep(0.001)
     t0 = time.perf_counter()
-    with JudgeCache(directory) as cache:
+    with ResultCache(directory) as cache:
         for i in keys_of(worker, n):
-            cache.put(key(i), verdict(i))
+            cache.set(key(i), verdict(i))
         retries = cache.lock_retries
     print(json.dumps({"worker": worker, "writes": n, "lock_retries": retries, "s": time.perf_counter() - t0}))
 

@@ -19,8 +19,8 @@ import pytest
 from rbiqa import paths as P
 from rbiqa.config import compose
 from rbiqa.io import read_jsonl
-from rbiqa.judge.cache import JudgeCache
 from rbiqa.judge.stage import run as judge_main
+from rbiqa.llm.cache import ResultCache
 from tests.integration._judge_cache_writer import key, keys_of, verdict
 from tests.unit._judge_data import eval_items, generation, write_inputs
 
@@ -67,7 +67,7 @@ def test_writers_racing_on_one_cache(tmp_path):
     with sqlite3.connect(directory / "cache.db") as con:
         stored = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM Cache")}
     assert stored == expected
-    with JudgeCache(directory) as cache:  # the rerun: every key a hit
+    with ResultCache(directory) as cache:  # the rerun: every key a hit
         assert len(cache) == len(expected)
         assert {k: cache.get(k) for k in expected} == expected
 
@@ -121,7 +121,7 @@ def test_concurrent_judge_jobs_match_sequential_ones(tmp_path, monkeypatch):
             seq / P.judgments(arm, "test_unseen")
         )
 
-    with JudgeCache(par / P.CACHE / "judge") as cache:
+    with ResultCache(par / P.CACHE / "judge") as cache:
         assert len(cache) == 6 + 6 * len(ARMS)  # the shared answers once, each arm's own ones
     monkeypatch.chdir(par)
     for arm in ARMS:

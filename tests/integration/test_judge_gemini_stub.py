@@ -193,9 +193,9 @@ def test_kill_mid_run_then_rerun_repeats_no_cached_call(project):
         first = per_item(stub, ids)
         assert 4 <= sum(first.values()) < n
 
-        from rbiqa.judge.cache import JudgeCache
+        from rbiqa.llm.cache import ResultCache
 
-        with JudgeCache(P.CACHE / "judge") as cache:
+        with ResultCache(P.CACHE / "judge") as cache:
             cached = len(cache)
         assert cached >= 3  # answered before the kill (the 4th may have been in flight)
 

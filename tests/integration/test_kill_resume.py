@@ -565,9 +565,9 @@ JUDGED = P.judgments("base", "test_unseen")
 
 
 def judge_entries(project: Path) -> int:
-    from rbiqa.judge.cache import JudgeCache
+    from rbiqa.llm.cache import ResultCache
 
-    with JudgeCache(project / P.CACHE / "judge") as cache:
+    with ResultCache(project / P.CACHE / "judge") as cache:
         return len(cache)
 
 

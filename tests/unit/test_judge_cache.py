@@ -9,9 +9,9 @@ import threading
 import diskcache
 import pytest
 
-from rbiqa.judge.cache import JudgeCache, open_judge_cache
 from rbiqa.judge.protocol import JudgeConfigError
-from rbiqa.judge.runner import run_judgments
+from rbiqa.judge.runner import open_judge_cache, run_judgments
+from rbiqa.llm.cache import ResultCache
 
 from ._judge_data import eval_items, generation
 from .test_judge_runner import FakeBackend
@@ -25,8 +25,8 @@ def rows(directory) -> list[tuple]:
 
 
 def test_values_are_json_text(tmp_path):
-    with JudgeCache(tmp_path) as cache:
-        cache.put("k1", VERDICT)
+    with ResultCache(tmp_path) as cache:
+        cache.set("k1", VERDICT)
         assert cache.get("k1") == VERDICT and cache.get("k2") is None
     ((key, mode, value),) = rows(tmp_path)
     assert key == "k1" and mode == diskcache.core.MODE_RAW and json.loads(value) == VERDICT
@@ -44,38 +44,38 @@ def test_pickled_entry_is_a_miss_never_unpickled_and_is_replaced(tmp_path):
     items = eval_items("test_unseen", 2)
     gens = {i.item_id: generation(i, "base", "right") for i in items}
     first = FakeBackend()
-    with JudgeCache(tmp_path / "c") as cache:
+    with ResultCache(tmp_path / "c") as cache:
         run_judgments(items, gens, "base", first, cache)
         keys = [k for k, *_ in rows(tmp_path / "c")]
-    with diskcache.Cache(tmp_path / "c") as old:  # the old JudgeCache: pickled dicts
+    with diskcache.Cache(tmp_path / "c") as old:  # the old judge cache: pickled dicts
         old.set(keys[0], {"score": 1, "reasoning": "fake", "p_correct": None})
         old.set(keys[1], Hostile())
     assert {m for _, m, _ in rows(tmp_path / "c")} == {diskcache.core.MODE_PICKLE}
 
     again = FakeBackend()
-    with JudgeCache(tmp_path / "c") as cache:
+    with ResultCache(tmp_path / "c") as cache:
         judgments, stats = run_judgments(items, gens, "base", again, cache)
         assert cache.legacy_entries == 2
     assert not marker.exists()
     assert again.calls == first.calls and stats.as_dict()["cache_hits"] == 0
     assert [j.score for j in judgments] == [1, 1]
     assert {m for _, m, _ in rows(tmp_path / "c")} == {diskcache.core.MODE_RAW}
-    with JudgeCache(tmp_path / "c") as cache:
+    with ResultCache(tmp_path / "c") as cache:
         assert all(cache.get(k) is not None for k in keys) and cache.legacy_entries == 0
 
 
 def test_a_held_write_lock_is_waited_out(tmp_path):
     """Another process holds the write lock past the busy timeout: the write is retried until it goes
     through, and reads never wait (WAL)."""
-    with JudgeCache(tmp_path, timeout=0.05) as cache:
-        cache.put("before", VERDICT)
+    with ResultCache(tmp_path, timeout=0.05) as cache:
+        cache.set("before", VERDICT)
         holder = sqlite3.connect(tmp_path / "cache.db", isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.6, holder.execute, ("COMMIT",))
         release.start()
         try:
             assert cache.get("before") == VERDICT
-            cache.put("during", VERDICT)
+            cache.set("during", VERDICT)
         finally:
             release.join()
             holder.close()
@@ -89,7 +89,7 @@ def test_scope_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     with open_judge_cache(tmp_path, "auto", "base") as c:
         assert c.directory == tmp_path / "arms" / "base" and c.shard
-        c.put("k", VERDICT)
+        c.set("k", VERDICT)
     with sqlite3.connect(tmp_path / "arms" / "base" / "cache.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # no WAL on a shared file system
     with open_judge_cache(tmp_path, "shared", "base") as c:

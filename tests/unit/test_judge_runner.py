@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rbiqa.judge.cache import JudgeCache
 from rbiqa.judge.protocol import Outcome
 from rbiqa.judge.runner import run_judgments
+from rbiqa.llm.cache import ResultCache
 
 from ._judge_data import eval_items, generation
 
@@ -52,7 +52,7 @@ def data():
 def test_missing_is_never_zero_and_nothing_is_lost(tmp_path, data):
     items, gens = data
     backend = FakeBackend()
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         js, stats = run_judgments(items, gens, "base", backend, cache)
     assert [j.item_id for j in js] == [i.item_id for i in items]
     by_id = {j.item_id: j for j in js}
@@ -71,10 +71,10 @@ def test_missing_is_never_zero_and_nothing_is_lost(tmp_path, data):
 
 def test_rerun_hits_cache_and_retries_only_failures(tmp_path, data):
     items, gens = data
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         run_judgments(items, gens, "base", FakeBackend(), cache)
     second = FakeBackend()
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         js, stats = run_judgments(items, gens, "base", second, cache)
     assert second.calls == ["it003"]  # only the failed judgment is retried
     assert stats.as_dict()["cache_hits"] == 4
@@ -83,7 +83,7 @@ def test_rerun_hits_cache_and_retries_only_failures(tmp_path, data):
 
 def test_cache_key_depends_on_prompt_and_model(tmp_path, data):
     items, gens = data
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         run_judgments(items, gens, "base", FakeBackend(), cache)
         other = FakeBackend()
         other.model_id = "fake-2"
@@ -95,20 +95,20 @@ def test_cache_disabled_calls_again(tmp_path, data):
     items, gens = data
     for _ in range(2):
         backend = FakeBackend()
-        with JudgeCache(tmp_path / "cache", enabled=False) as cache:
+        with ResultCache(tmp_path / "cache", enabled=False) as cache:
             run_judgments(items, gens, "base", backend, cache)
         assert len(backend.calls) == 5
 
 
 def test_backend_answering_twice_is_an_error(tmp_path, data):
     items, gens = data
-    with JudgeCache(tmp_path / "cache") as cache, pytest.raises(RuntimeError, match="twice"):
+    with ResultCache(tmp_path / "cache") as cache, pytest.raises(RuntimeError, match="twice"):
         run_judgments(items, gens, "base", FakeBackend(answer_twice=True), cache)
 
 
 def test_unanswered_item_is_missing_not_dropped(tmp_path, data):
     items, gens = data
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         js, _ = run_judgments(items, gens, "base", FakeBackend(skip={"it004"}), cache)
     j = {j.item_id: j for j in js}["it004"]
     assert j.status == "missing" and j.score is None and "no outcome" in j.error
@@ -117,7 +117,7 @@ def test_unanswered_item_is_missing_not_dropped(tmp_path, data):
 def test_item_without_generation_row_is_missing(tmp_path, data):
     items, gens = data
     del gens["it005"]
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         js, stats = run_judgments(items, gens, "base", FakeBackend(), cache)
     assert len(js) == len(items)
     assert js[-1].status == "missing" and "no generation row" in js[-1].error
@@ -134,7 +134,7 @@ def test_unanswerable_items_use_abstention_kind(tmp_path):
             seen.extend(t.kind for t in tasks)
             super().judge(tasks, on_result)
 
-    with JudgeCache(tmp_path / "cache") as cache:
+    with ResultCache(tmp_path / "cache") as cache:
         js, _ = run_judgments(items, gens, "base", Spy(), cache)
     assert seen == ["abstention", "abstention"]
     assert {j.prompt_hash for j in js} == {"hash-abstention"}

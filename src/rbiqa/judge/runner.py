@@ -2,20 +2,69 @@
 
 The runner, not the backends, enforces the project's accounting rules: every eval item gets exactly
 one Judgment; a failed generation or a failed judge call becomes score=None/status="missing" with
-the reason, never 0; only successes are cached, the moment they arrive.
+the reason, never 0; only successes are cached, the moment they arrive, so a rerun (or a resumed, killed
+run) repeats no call and a kill loses at most the calls in flight.
+
+Cache keys hash everything that determines a verdict: backend, judge model, prompt hash, question,
+reference and answer. Several judge jobs, one per arm, run at once; the cache (rbiqa.llm.cache) has two
+layouts for that (`judge.cache_scope`):
+
+- shared: one database for every arm, so an answer two arms share is judged once. Every job must run on
+  one host (SQLite's locks and WAL; see rbiqa.llm.cache).
+- arm: one database per arm, which only that arm's job opens (Snakemake runs one judge job per arm), as a
+  shard. No two processes use the same file at once, so jobs on different hosts of a shared file system
+  never depend on cross-host locking, and a rerun of the arm on any node finds its verdicts.
+
+`auto` (the default) picks arm inside a SLURM job and shared elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from rbiqa.judge.cache import JudgeCache, judgment_key
-from rbiqa.judge.protocol import JudgeBackend, JudgeTask, Outcome
+from rbiqa.judge.protocol import JudgeBackend, JudgeConfigError, JudgeTask, Outcome
+from rbiqa.llm.cache import ResultCache, cache_key
 from rbiqa.schemas import EvalItem, Generation, Judgment
 
 log = logging.getLogger(__name__)
+
+CACHE_SCOPES = ("auto", "shared", "arm")
+
+
+def judgment_key(
+    backend: str, model: str, prompt_hash: str | None, question: str, reference: str | None, answer: str
+) -> str:
+    return cache_key(
+        backend=backend,
+        model=model,
+        prompt_hash=prompt_hash,
+        question=question,
+        reference=reference,
+        answer=answer,
+    )
+
+
+def open_judge_cache(root: str | Path, scope: str, arm: str, enabled: bool = True) -> ResultCache:
+    """The cache one arm's judge job uses: `root` itself (shared) or `root/arms/<arm>` (arm, a shard).
+
+    `auto` looks for SLURM_JOB_ID, which SLURM sets in every job and the executor plugin's job step keeps: a
+    job on a cluster may share the file system with jobs on other hosts, a local run shares one host.
+    """
+    if scope not in CACHE_SCOPES:
+        raise JudgeConfigError(f"judge.cache_scope must be one of {', '.join(CACHE_SCOPES)}, not {scope!r}")
+    if scope == "auto":
+        scope = "arm" if os.environ.get("SLURM_JOB_ID") else "shared"
+    cache = (
+        ResultCache(Path(root) / "arms" / arm, enabled, shard=True)
+        if scope == "arm"
+        else ResultCache(root, enabled)
+    )
+    log.info("judge cache (%s): %s", scope if enabled else "disabled", cache.directory)
+    return cache
 
 
 @dataclass
@@ -48,7 +97,7 @@ def run_judgments(
     generations: dict[str, Generation],
     arm: str,
     backend: JudgeBackend,
-    cache: JudgeCache,
+    cache: ResultCache,
 ) -> tuple[list[Judgment], RunStats]:
     stats = RunStats()
     outcomes: dict[str, Outcome] = {}
@@ -94,7 +143,7 @@ def run_judgments(
             raise RuntimeError(f"judge backend answered twice for item {task.item_id}")
         stats.counts["judge_calls"] += 1
         if outcome.ok:
-            cache.put(
+            cache.set(
                 keys[task.item_id],
                 {"score": outcome.score, "reasoning": outcome.reasoning, "p_correct": outcome.p_correct},
             )

@@ -19,10 +19,9 @@ from rbiqa import paths as P
 from rbiqa.config import selected_eval_sets, to_container
 from rbiqa.io import write_jsonl
 from rbiqa.judge.backends import make_backend
-from rbiqa.judge.cache import open_judge_cache
 from rbiqa.judge.inputs import load_eval_items, load_generations
 from rbiqa.judge.protocol import PROMPT_DIR
-from rbiqa.judge.runner import run_judgments
+from rbiqa.judge.runner import open_judge_cache, run_judgments
 from rbiqa.manifest import write_manifest
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gen
         "judge_model": backend.model_id,
         "prompt_hashes": {k: backend.prompt_hash(k) for k in ("reference", "abstention")},
         "counts": counts,
-        "cache": cache.stats(),
+        "cache": cache.describe(),
         "mean_score_excluding_missing": float(np.mean(scored)) if scored else None,
         "abstained": sum(bool(j.abstained) for j in judgments),
         "seconds": round(time.perf_counter() - t0, 3),
