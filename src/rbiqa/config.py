@@ -112,3 +112,21 @@ def selected_eval_sets(cfg: DictConfig, group: str) -> list[str]:
     if not sets or len(set(sets)) != len(sets):
         raise InputError(f"eval_sets must be a non-empty list without repeats, got {list(many)}")
     return sets
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate of a config node with `_target_`s (e.g. `judge.impl`), nested configs
+    passed on as plain dicts and lists.
+
+    Hydra wraps whatever a constructor raises in an InstantiationException; the original is raised instead,
+    because its type and message are what callers handle and users read (a missing API key, a missing
+    model directory)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as _instantiate
+
+    try:
+        return _instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        if e.__cause__ is None:
+            raise
+        raise e.__cause__ from None

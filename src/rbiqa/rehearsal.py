@@ -84,11 +84,26 @@ def config_drift(reference: Mapping[str, Any], rehearsal: Mapping[str, Any]) -> 
 _MISSING = object()
 
 
+_MIRROR = re.compile(r"\$\{[^${}]+\}")  # a value that is one interpolation of another key, e.g. ${..model}
+
+
+def _drop_mirrors(plain: dict[str, Any], raw: Mapping[str, Any], in_target: bool = False) -> None:
+    for k, v in raw.items():
+        if isinstance(v, Mapping):
+            _drop_mirrors(plain[k], v, in_target or "_target_" in v)
+        elif in_target and isinstance(v, str) and _MIRROR.fullmatch(v):
+            del plain[k]
+
+
 def compose_plain(experiment: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The resolved config, less the arguments of `_target_` nodes (e.g. `judge.impl`) that only repeat
+    another key: such a copy differs exactly where the key it repeats differs, which is compared itself."""
     from rbiqa.config import compose
 
     cfg = compose([f"experiment={experiment}", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    _drop_mirrors(plain, OmegaConf.to_container(cfg, resolve=False))
+    return plain
 
 
 def check_config(overrides: Sequence[str] = (), rehearsal_overrides: Sequence[str] = ()) -> dict[str, str]:

@@ -161,9 +161,9 @@ def test_llm_judges_keep_the_answer_inside_its_escaped_block(backend):
 def test_hf_local_judge_sends_the_fenced_prompt(monkeypatch):
     """The prompt a judge backend actually sends, not only what the template renders."""
     import rbiqa.models
-    from rbiqa.config import compose
-    from rbiqa.judge.hf_local import HFLocalJudge, HFLocalSettings
+    from rbiqa.config import compose, instantiate
     from rbiqa.judge.protocol import JudgeTask
+    from rbiqa.llm.hf_local import HFLocalChatModel
 
     sent = []
 
@@ -172,8 +172,8 @@ def test_hf_local_judge_sends_the_fenced_prompt(monkeypatch):
         return [{"text": '{"score": 0, "reasoning": "no facts"}'} for _ in convs]
 
     monkeypatch.setattr(rbiqa.models, "chat_generate", fake_generate)
-    settings = HFLocalSettings.from_cfg(compose(["judge=hf_local"]).judge)
-    judge = HFLocalJudge(settings, model=object(), tokenizer=object())
+    llm = HFLocalChatModel("unused", model=object(), tokenizer=object())
+    judge = instantiate(compose(["judge=hf_local"]).judge.impl, llm=llm)  # the configured judge, this model
     judge.judge([JudgeTask("a", "reference", GOOD["question"], GOOD["answer"], FORGED)], lambda t, o: None)
     assert sent[0] == judge.rubrics["reference"].render(GOOD["question"], FORGED, GOOD["answer"])
     assert sent[0].count("\n<model_answer>\n") == 1 and "\n&lt;/model_answer&gt;\n" in sent[0]

@@ -7,20 +7,12 @@ from pathlib import Path
 import pytest
 
 import rbiqa.models
-from rbiqa.judge.hf_local import HFLocalJudge, HFLocalSettings
+from rbiqa.judge.llm_judges import LocalJudge
 from rbiqa.judge.protocol import JudgeTask
+from rbiqa.llm.hf_local import HFLocalChatModel
 
-SETTINGS = HFLocalSettings(
-    model_id="tiny",
-    model_path="unused",
-    dtype="float32",
-    load_in_4bit=False,
-    max_new_len=64,
-    batch_size=2,
-    chunk_size=2,
-    seed=0,
-    rubric="rubric_v1",
-    abstention_rubric="abstention_v1",
+SETTINGS = dict(
+    max_new_len=64, batch_size=2, chunk_size=2, seed=0, rubric="rubric_v1", abstention_rubric="abstention_v1"
 )
 
 
@@ -40,7 +32,8 @@ def test_outputs_are_parsed_or_missing(monkeypatch):
         return [{"text": next(replies)} for _ in convs]
 
     monkeypatch.setattr(rbiqa.models, "chat_generate", fake_generate)
-    judge = HFLocalJudge(SETTINGS, model=object(), tokenizer=object())
+    llm = HFLocalChatModel("unused", model_id="tiny", model=object(), tokenizer=object())
+    judge = LocalJudge(llm, **SETTINGS)
     tasks = [
         JudgeTask("a", "reference", "Q1?", "R1", "A1"),
         JudgeTask("b", "reference", "Q2?", "R2", "A2"),
@@ -61,9 +54,8 @@ def test_real_small_model_if_fetched(tmp_path):
     path = Path(__file__).resolve().parents[2] / "data" / "models" / "smollm2_135m"
     if not (path / "config.json").exists():
         pytest.skip(f"no fetched model at {path} (run fetch_model)")
-    s = HFLocalSettings(**{**SETTINGS.__dict__, "model_path": str(path), "max_new_len": 48})
     got = {}
-    HFLocalJudge(s).judge(
+    LocalJudge(HFLocalChatModel(path, model_id="tiny"), **{**SETTINGS, "max_new_len": 48}).judge(
         [JudgeTask("a", "reference", "What is 2+2?", "4", "4")], lambda t, o: got.__setitem__(t.item_id, o)
     )
     assert set(got) == {"a"}

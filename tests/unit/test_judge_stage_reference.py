@@ -95,8 +95,8 @@ def test_one_job_judges_every_listed_eval_set(tmp_path, monkeypatch):
         gens = [generation(i, "base", "I do not know of such a rule.") for i in items]
         write_inputs(tmp_path, "base", eval_set, items, gens)
     backends = []
-    real = stage.make_backend
-    monkeypatch.setattr(stage, "make_backend", lambda cfg: backends.append(1) or real(cfg))
+    real = stage.build_backend
+    monkeypatch.setattr(stage, "build_backend", lambda cfg: backends.append(1) or real(cfg))
 
     with pytest.raises(InputError, match="'dev'"):
         main(compose(["arm=base", "eval_sets=[test_unseen,dev]"]))

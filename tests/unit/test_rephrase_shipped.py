@@ -63,7 +63,7 @@ def test_bad_files_fail_with_the_line(tmp_path):
 
 
 def test_backend_serves_the_designated_heldout(cfg):
-    backend = ShippedBackend(cfg)
+    backend = ShippedBackend(cfg.path, cfg.k)
     row = backend.rows["rbi-0001"]
     plain, held, unknown, retry = backend.generate(
         [
@@ -82,4 +82,4 @@ def test_backend_serves_the_designated_heldout(cfg):
 
 def test_k_above_what_is_shipped_is_a_config_error(cfg):
     with pytest.raises(InputError, match="rephrase.k=4"):
-        ShippedBackend({**OmegaConf.to_container(cfg, resolve=True), "k": 4})
+        ShippedBackend(cfg.path, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rbiqa.llm import ResultCache
+from rbiqa.llm.hf_local import HFLocalChatModel
 from rbiqa.rephrase.backends import GenRequest, HFLocalBackend
 from rbiqa.rephrase.prompts import load_prompt
 from tests.unit._generate_fixtures import make_tiny_model
@@ -24,22 +25,22 @@ def tiny(tmp_path_factory):
 
 
 def candidates(model_dir, cache_dir, workers: int):
-    cfg = {
-        "model_path": model_dir.as_posix(),
-        "max_new_tokens": 8,
-        "top_p": 0.95,
-        "batch_size": 2,  # several batches, so the workers really share the work
-        "threads": 2,
-        "workers": workers,
-        "filters": {"max_len_ratio": 2.0},
-    }
-    backend = HFLocalBackend(cfg, load_prompt("v1"), ResultCache(cache_dir))
+    llm = HFLocalChatModel(model_dir.as_posix(), threads=2, workers=workers)
+    backend = HFLocalBackend(
+        llm,
+        load_prompt("v1"),
+        ResultCache(cache_dir),
+        max_new_tokens=8,
+        max_len_ratio=2.0,
+        top_p=0.95,
+        batch_size=2,  # several batches, so the workers really share the work
+    )
     reqs = [GenRequest(f"s{i}", q, 2, 0, 0.8, 7) for i, q in enumerate(QUESTIONS)]
     try:
         out = backend.generate(reqs)
     finally:
         backend.close()
-    assert backend._pool is None and backend.calls == 2 * len(QUESTIONS)
+    assert llm._pool is None and backend.calls == 2 * len(QUESTIONS)
     return [r.texts for r in out]
 
 

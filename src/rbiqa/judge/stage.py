@@ -1,9 +1,10 @@
 """The judge job: one arm, one or more eval sets, from generations to judgments plus manifests.
 
-`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'` (or `+eval_set=<set>`, or
-`judge.eval_set`). The output is written atomically after every item has a verdict or a
-missing record, and the manifest last, so a killed job leaves no judgments file that looks finished;
-the cache keeps whatever was already judged for the rerun.
+`python -m rbiqa.judge experiment=<exp> arm=<arm> 'eval_sets=[a,b]'` (as the rule runs it; by hand
+`+eval_set=<set>`, or `judge.eval_set`, selects one set). The backend is `judge.impl`, whose classes
+conf/judge/<backend>.yaml names by Hydra `_target_`. The output is written atomically after every item
+has a verdict or a missing record, and the manifest last, so a killed job leaves no judgments file that
+looks finished; the cache keeps whatever was already judged for the rerun.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rbiqa import paths as P
-from rbiqa.config import selected_eval_sets, to_container
+from rbiqa.config import instantiate, selected_eval_sets, to_container
 from rbiqa.io import write_jsonl
-from rbiqa.judge.backends import make_backend
 from rbiqa.judge.inputs import load_eval_items, load_generations
-from rbiqa.judge.protocol import PROMPT_DIR
+from rbiqa.judge.protocol import PROMPT_DIR, JudgeBackend, JudgeConfigError
 from rbiqa.judge.runner import open_judge_cache, run_judgments
 from rbiqa.manifest import write_manifest
 
@@ -35,6 +35,17 @@ def repo_relative(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
+
+
+def build_backend(jcfg: DictConfig) -> JudgeBackend:
+    """The judge that `judge.impl` describes (its `_target_`s name the classes). Heavy imports happen only
+    for the one chosen, and an API judge without its key fails here, before any input is read."""
+    backend = instantiate(jcfg.impl)
+    if backend.name != jcfg.backend:  # the judge built names the verdicts; judge.backend must say the same
+        raise JudgeConfigError(
+            f"judge.backend is {jcfg.backend!r}, but judge.impl builds the {backend.name!r} judge"
+        )
+    return backend
 
 
 def decider_files(jcfg) -> list[Path]:
@@ -71,7 +82,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     np.random.seed(int(cfg.get("seed", 0)))
     eval_sets = selected_eval_sets(cfg, "judge")
     arm = str(cfg.arm.name)
-    backend = make_backend(cfg.judge)  # fails fast on a missing API key, before reading anything
+    backend = build_backend(cfg.judge)  # fails fast on a missing API key, before reading anything
     inputs = {e: (items := load_eval_items(e), load_generations(arm, e, items)) for e in eval_sets}
     return {e: judge_eval_set(cfg, backend, arm, e, *inputs[e]) for e in eval_sets}
 

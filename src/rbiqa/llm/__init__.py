@@ -1,6 +1,10 @@
-"""JSON-output LLM clients (Gemini, OpenAI-compatible), an on-disk result cache and a bounded-concurrency
-runner. Shared by the rephrase stage and the LLM judge, so retries, caching and failure recording behave
-the same everywhere.
+"""The LLM layer shared by the rephrase stage and the judge: JSON-output clients for APIs (`gemini.py`,
+`openai_compatible.py`), a local chat model (`hf_local.py`, on rbiqa.models and rbiqa.prefix_decoding), one
+on-disk result cache (`cache.py`) and a bounded-concurrency runner (`runner.py`), so retries, caching and
+failure recording behave the same everywhere.
+
+A stage never names a backend class in code: conf/judge/*.yaml and conf/rephrase/*.yaml do, with Hydra's
+`_target_`, and the stage builds them with hydra.utils.instantiate.
 """
 
 from rbiqa.llm.base import (
@@ -8,6 +12,7 @@ from rbiqa.llm.base import (
     InvalidResponseError,
     JsonLLMClient,
     LLMConfigError,
+    MissingAPIKeyError,
     RetryPolicy,
     is_transient,
     parse_json_response,
@@ -21,25 +26,12 @@ __all__ = [
     "JsonLLMClient",
     "JsonTask",
     "LLMConfigError",
+    "MissingAPIKeyError",
     "ResultCache",
     "RetryPolicy",
     "TaskResult",
     "cache_key",
     "is_transient",
-    "make_client",
     "parse_json_response",
     "run_json_tasks",
 ]
-
-
-def make_client(backend: str, cfg, stats: CallStats | None = None) -> JsonLLMClient:
-    """Build the client named by `backend` from a config mapping (a Hydra group such as cfg.rephrase)."""
-    if backend == "gemini":
-        from rbiqa.llm.gemini import GeminiJsonClient
-
-        return GeminiJsonClient.from_config(cfg, stats=stats)
-    if backend == "openai_compatible":
-        from rbiqa.llm.openai_compatible import OpenAICompatibleJsonClient
-
-        return OpenAICompatibleJsonClient.from_config(cfg, stats=stats)
-    raise LLMConfigError(f"unknown LLM backend {backend!r}: expected 'gemini' or 'openai_compatible'")

@@ -11,6 +11,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import os
 import re
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ import httpx
 import tenacity
 from pydantic import BaseModel, ValidationError
 
-from rbiqa.manifest import REDACTED, secret_values
+from rbiqa.manifest import REDACTED, register_secret_env, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,29 @@ except ImportError:  # pragma: no cover - aiohttp ships with google-genai's extr
 
 class LLMConfigError(RuntimeError):
     """The backend cannot be used as configured (e.g. its API key is not set); says how to fix it."""
+
+
+class MissingAPIKeyError(LLMConfigError):
+    """The environment variable that should hold the backend's API key is not set."""
+
+    def __init__(self, env_var: str, backend: str):
+        super().__init__(
+            f"the {backend} backend needs an API key in the environment variable {env_var}, which is not "
+            f"set. Export it (`export {env_var}=...`), point `api_key_env` at the variable you use, or "
+            "choose the offline backend (e.g. `rephrase=hf_local`)."
+        )
+        self.env_var = env_var
+        self.backend = backend
+
+
+def require_api_key(env_var: str, backend: str) -> str:
+    """The key in `env_var`, read now (never stored in a config, manifest or cache); MissingAPIKeyError
+    when it is not set."""
+    register_secret_env(env_var)  # a custom `api_key_env` is redacted like the fixed names
+    key = os.environ.get(env_var, "").strip()
+    if not key:
+        raise MissingAPIKeyError(env_var, backend)
+    return key
 
 
 class InvalidResponseError(ValueError):
@@ -269,15 +293,24 @@ class JsonLLMClient(Protocol):
 
 
 class RetryingJsonClient:
-    """Template for the concrete clients: they implement `_call_once` (one HTTP request -> raw text)."""
+    """Template for the concrete clients: they implement `_call_once` (one HTTP request -> raw text).
+
+    The clients are built from config with hydra.utils.instantiate (`_target_` in conf/judge/*.yaml and
+    conf/rephrase/*.yaml), so `retry` may arrive as the config's mapping rather than a RetryPolicy."""
 
     backend = "abstract"
 
-    def __init__(self, model: str, concurrency: int, retry: RetryPolicy, stats: CallStats | None):
+    def __init__(
+        self,
+        model: str,
+        concurrency: int,
+        retry: RetryPolicy | Mapping[str, Any] | None,
+        stats: CallStats | None,
+    ):
         if concurrency < 1:
             raise LLMConfigError(f"concurrency must be >= 1, got {concurrency}")
-        self.model = model
-        self.retry = retry
+        self.model = str(model)
+        self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy.from_config(retry)
         self.stats = stats if stats is not None else CallStats()
         self._concurrency = concurrency
         self._sem: asyncio.Semaphore | None = None

@@ -8,7 +8,6 @@ counted. `base_url` lets tests (and proxies) point the real SDK at another serve
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,24 +16,11 @@ from pydantic import BaseModel
 from rbiqa.llm.base import (
     CallStats,
     InvalidResponseError,
-    LLMConfigError,
     NonJSONBodyError,
     RetryingJsonClient,
     RetryPolicy,
+    require_api_key,
 )
-from rbiqa.manifest import register_secret_env
-
-
-def require_api_key(env_var: str, backend: str) -> str:
-    register_secret_env(env_var)  # a custom `api_key_env` is redacted like the fixed names
-    key = os.environ.get(env_var, "").strip()
-    if not key:
-        raise LLMConfigError(
-            f"the {backend} backend needs an API key in the environment variable {env_var}, which is not "
-            f"set. Export it (`export {env_var}=...`), point `api_key_env` at the variable you use, or "
-            "choose the offline backend (e.g. `rephrase=hf_local`)."
-        )
-    return key
 
 
 class GeminiJsonClient(RetryingJsonClient):
@@ -48,13 +34,13 @@ class GeminiJsonClient(RetryingJsonClient):
         api_version: str | None = None,
         timeout_s: float = 60.0,
         concurrency: int = 4,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         stats: CallStats | None = None,
     ):
         from google import genai
         from google.genai import errors, types
 
-        super().__init__(model, concurrency, retry or RetryPolicy(), stats)
+        super().__init__(model, concurrency, retry, stats)
         self.api_key_env = api_key_env
         self.base_url = base_url
         self._types = types
@@ -66,19 +52,6 @@ class GeminiJsonClient(RetryingJsonClient):
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = genai.Client(api_key=require_api_key(api_key_env, "gemini"), http_options=http_options)
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], stats: CallStats | None = None) -> GeminiJsonClient:
-        return cls(
-            model=str(cfg["model_id"]),
-            api_key_env=str(cfg.get("api_key_env", "GOOGLE_API_KEY")),
-            base_url=cfg.get("base_url") or None,
-            api_version=cfg.get("api_version") or None,
-            timeout_s=float(cfg.get("timeout_s", 60)),
-            concurrency=int(cfg.get("concurrency", 4)),
-            retry=RetryPolicy.from_config(cfg.get("retry")),
-            stats=stats,
-        )
 
     async def _call_once(
         self, prompt: str, schema: type[BaseModel], system: str | None, temperature: float, seed: int | None

@@ -22,9 +22,9 @@ from rbiqa.llm.base import (
     NonRetryableHTTPError,
     RetryingJsonClient,
     RetryPolicy,
+    require_api_key,
     status_is_retryable,
 )
-from rbiqa.llm.gemini import require_api_key
 from rbiqa.manifest import register_secret_env
 
 ResponseFormat = Literal["json_schema", "json_object", "none"]
@@ -42,10 +42,10 @@ class OpenAICompatibleJsonClient(RetryingJsonClient):
         response_format: ResponseFormat = "json_schema",
         timeout_s: float = 60.0,
         concurrency: int = 4,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         stats: CallStats | None = None,
     ):
-        super().__init__(model, concurrency, retry or RetryPolicy(), stats)
+        super().__init__(model, concurrency, retry, stats)
         if not base_url:
             raise LLMConfigError("openai_compatible needs `base_url`, e.g. http://127.0.0.1:8000/v1 for vLLM")
         if response_format not in ("json_schema", "json_object", "none"):
@@ -54,6 +54,7 @@ class OpenAICompatibleJsonClient(RetryingJsonClient):
             )
         headers = {"Content-Type": "application/json"}
         key = None
+        self.api_key_env = api_key_env or None
         if api_key_env:
             register_secret_env(api_key_env)  # redact its value like the fixed names
             key = (
@@ -63,25 +64,11 @@ class OpenAICompatibleJsonClient(RetryingJsonClient):
             )
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self.base_url = base_url.rstrip("/")
-        self.response_format = response_format
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
-
-    @classmethod
-    def from_config(
-        cls, cfg: Mapping[str, Any], stats: CallStats | None = None
-    ) -> OpenAICompatibleJsonClient:
-        return cls(
-            model=str(cfg["model_id"]),
-            base_url=str(cfg.get("base_url") or ""),
-            api_key_env=cfg.get("api_key_env") or None,
-            api_key_required=bool(cfg.get("api_key_required", False)),
-            response_format=cfg.get("response_format", "json_schema"),
-            timeout_s=float(cfg.get("timeout_s", 60)),
-            concurrency=int(cfg.get("concurrency", 4)),
-            retry=RetryPolicy.from_config(cfg.get("retry")),
-            stats=stats,
+        self.base_url = (
+            base_url  # as configured (recorded in manifests); requests go to it without a trailing /
         )
+        self.response_format = response_format
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def _response_format(self, schema: type[BaseModel]) -> dict[str, Any] | None:
         if self.response_format == "json_schema":

@@ -1,8 +1,10 @@
 """Candidate generators for the rephrase stage: a local chat model, or a JSON API (Gemini,
-OpenAI-compatible) through rbiqa.llm.
+OpenAI-compatible), both through rbiqa.llm; the shipped paraphrases are rbiqa.rephrase.shipped.
 
-Every backend answers a list of GenRequests with one GenResult each (texts, or the error), consults the
-cache first and writes each result to it as soon as it exists.
+conf/rephrase/<backend>.yaml names the backend class and its LLM with Hydra `_target_`s (`rephrase.impl`);
+the stage builds it with the prompt and the cache. Every backend answers a list of GenRequests with one
+GenResult each (texts, or the error), consults the cache first and writes each result to it as soon as it
+exists.
 """
 
 from __future__ import annotations
@@ -10,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from rbiqa.io import sha256_file, sha256_text
-from rbiqa.llm import CallStats, JsonTask, ResultCache, cache_key, make_client, run_json_tasks
+from rbiqa.llm import CallStats, JsonLLMClient, JsonTask, ResultCache, cache_key, run_json_tasks
+from rbiqa.llm.hf_local import HFLocalChatModel
 from rbiqa.rephrase.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
@@ -59,62 +59,30 @@ def item_seed(seed: int, *parts: Any) -> int:
     return int(sha256_text("|".join(map(str, (seed, *parts))))[:8], 16)
 
 
-# State of a worker process (HFLocalBackend with workers > 1): its own model and prefix-cached sampler.
-_WORKER: dict[str, Any] = {}
-
-
-def _local_model(model_path, dtype: str, threads: int):
-    """The rephrasing model, in the stage's process or in a worker, with its torch thread count."""
-    import torch
-
-    from rbiqa.models import load_causal_lm
-
-    torch.set_num_threads(threads)
-    return load_causal_lm(model_path, dtype=dtype)
-
-
-def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    """End this worker once the stage process is gone. A SIGKILL of the stage runs no cleanup, and a spawned
-    worker holds both ends of its task queue, so it never sees EOF: it would decode the batches already
-    queued, for nobody, then sleep forever holding its own copy of the model."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _worker_init(
-    model_path: str, dtype: str, prefix: list[dict[str, str]], threads: int, parent_pid: int
-) -> None:
-    from rbiqa.models import load_tokenizer
-    from rbiqa.prefix_decoding import PrefixCachedSampler
-
-    _exit_with_parent(parent_pid)
-    model = _local_model(model_path, dtype, threads)
-    _WORKER["sampler"] = PrefixCachedSampler(model, load_tokenizer(model_path), prefix)
-
-
-def _worker_generate(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    return _WORKER["sampler"].generate(**kwargs)
-
-
 class HFLocalBackend:
-    """A local chat model. With `workers` > 1, batches are sampled by that many single-threaded worker
-    processes, each holding the model: on a 2-core CPU two 1-thread processes decode ~1.5x faster than
-    one 2-thread process (small matrices scale poorly over threads). Candidates do not depend on the
-    batch or the worker they land in (per-item seeds; rbiqa.prefix_decoding), so the output is the same."""
+    """A local chat model (rbiqa.llm.hf_local), sampling `max_new_tokens` at most per candidate (fewer where
+    the candidate could only end up too long: `max_len_ratio`), `batch_size` candidates per forward pass,
+    with the prompt's few-shot prefix encoded once when `prefix_cache` is on. Candidates do not depend on
+    the batch or the worker process they land in (per-item seeds; rbiqa.prefix_decoding)."""
 
     name = "hf_local"
 
-    def __init__(self, rcfg: Mapping[str, Any], prompt: PromptSpec, cache: ResultCache):
-        self.cfg = rcfg
+    def __init__(
+        self,
+        llm: HFLocalChatModel,
+        prompt: PromptSpec,
+        cache: ResultCache,
+        max_new_tokens: int,
+        max_len_ratio: float = 2.0,
+        top_p: float = 1.0,
+        batch_size: int = 16,
+        prefix_cache: bool = True,
+    ):
+        self.llm = llm
         self.prompt = prompt
         self.cache = cache
-        self.model_path = Path(str(rcfg["model_path"]))
-        self.model_id = str(rcfg.get("model_id") or self.model_path.name)
+        self.model_path = llm.model_path
+        self.model_id = llm.model_id
         weights = self.model_path / "model.safetensors"
         if not weights.exists():
             raise FileNotFoundError(
@@ -123,65 +91,23 @@ class HFLocalBackend:
             )
         # the weights' hash, not the path, identifies the model in cache keys
         self.model_sha256 = sha256_file(weights)
-        self._sampler = None
-        self._pool = None
-        self._tok = None
-        self.workers = int(rcfg.get("workers") or 1)
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_len_ratio = float(max_len_ratio)
+        self.top_p = float(top_p)
+        self.batch_size = int(batch_size)
+        self.prefix_cache = bool(prefix_cache)
         self.calls = 0
         self.new_tokens = 0
         self.gen_seconds = 0.0
 
-    @property
-    def _tokenizer(self):
-        if self._tok is None:
-            from rbiqa.models import load_tokenizer
-
-            self._tok = load_tokenizer(self.model_path)
-        return self._tok
-
-    def _load(self):
-        if self._sampler is not None:
-            return self._sampler
-        model = _local_model(
-            self.model_path, str(self.cfg.get("dtype", "float32")), int(self.cfg.get("threads", 2))
-        )
-        if self.cfg.get("prefix_cache", True):
-            from rbiqa.prefix_decoding import PrefixCachedSampler
-
-            self._sampler = PrefixCachedSampler(model, self._tokenizer, self.prompt.chat_prefix())
-        else:
-            self._sampler = _PlainSampler(model, self._tokenizer, self.prompt)
-        return self._sampler
-
-    def _worker_pool(self):
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            args = (
-                self.model_path.as_posix(),
-                str(self.cfg.get("dtype", "float32")),
-                self.prompt.chat_prefix(),
-                max(1, int(self.cfg.get("threads", 2)) // self.workers),
-                os.getpid(),
-            )
-            # spawn: a forked child would inherit the parent's torch thread pools and locks
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp.get_context("spawn"), initializer=_worker_init, initargs=args
-            )
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.llm.close()
 
     def token_limit(self, question: str) -> int:
         """Decoding stops where the candidate could only end up `too_long`: ~max_len_ratio x the
         original's tokens (+ a little slack), and never beyond max_new_tokens."""
-        n_q = len(self._tokenizer(question, add_special_tokens=False)["input_ids"])
-        ratio = float(self.cfg.get("filters", {}).get("max_len_ratio", 2.0))
-        return max(8, min(int(self.cfg["max_new_tokens"]), math.ceil(ratio * n_q) + 4))
+        n_q = len(self.llm.tokenizer(question, add_special_tokens=False)["input_ids"])
+        return max(8, min(self.max_new_tokens, math.ceil(self.max_len_ratio * n_q) + 4))
 
     def key(self, req: GenRequest, slot: int) -> str:
         return cache_key(
@@ -191,9 +117,9 @@ class HFLocalBackend:
             prompt_sha256=self.prompt.sha256,
             question=req.question,
             temperature=round(req.temperature, 6),
-            top_p=float(self.cfg.get("top_p", 1.0)),
-            max_new_tokens=int(self.cfg["max_new_tokens"]),
-            max_len_ratio=float(self.cfg.get("filters", {}).get("max_len_ratio", 2.0)),
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            max_len_ratio=self.max_len_ratio,
             seed=item_seed(req.seed, req.source_id, req.attempt, slot),
         )
 
@@ -214,26 +140,15 @@ class HFLocalBackend:
         batches = self._batches(todo)
         bar = tqdm(total=len(todo), desc=f"rephrase[{self.name}]", unit="cand")
         t0 = time.perf_counter()
-
-        def record(items, outs) -> None:
+        sampled = self.llm.sample([kw for _, kw in batches], self.prompt.chat_prefix(), self.prefix_cache)
+        for i, outs in sampled:  # each finished batch is cached at once
+            items = batches[i][0]
             for (r, slot, k), out in zip(items, outs, strict=True):
                 self.cache.set(k, {"text": out["text"], "n_new_tokens": out["n_new_tokens"]})
                 results[id(r)].texts[slot] = out["text"]
                 self.calls += 1
                 self.new_tokens += out["n_new_tokens"]
             bar.update(len(items))
-
-        if self.workers > 1 and len(batches) > 1 and self.cfg.get("prefix_cache", True):
-            from concurrent.futures import as_completed
-
-            pool = self._worker_pool()
-            futures = {pool.submit(_worker_generate, kw): items for items, kw in batches}
-            for fut in as_completed(futures):
-                record(futures[fut], fut.result())  # each finished batch is cached at once
-        else:
-            sampler = self._load()
-            for items, kw in batches:
-                record(items, sampler.generate(**kw))
         self.gen_seconds += time.perf_counter() - t0
         bar.close()
         return [results[id(r)] for r in requests]
@@ -241,7 +156,7 @@ class HFLocalBackend:
     def _batches(self, todo: list[tuple[GenRequest, int, str]]) -> list[tuple[list, dict[str, Any]]]:
         """(items, sampler.generate kwargs) per batch of at most batch_size; one temperature per batch
         (requests of one attempt share it)."""
-        bs = int(self.cfg.get("batch_size", 16))
+        bs = self.batch_size
         out = []
         for start in range(0, len(todo), bs):
             by_temp: dict[float, list[tuple[GenRequest, int, str]]] = {}
@@ -254,7 +169,7 @@ class HFLocalBackend:
                     "max_new_tokens": [self.token_limit(r.question) for r, _, _ in items],
                     "do_sample": True,
                     "temperature": temp,
-                    "top_p": float(self.cfg.get("top_p", 1.0)),
+                    "top_p": self.top_p,
                 }
                 out.append((items, kw))
         return out
@@ -275,41 +190,18 @@ class HFLocalBackend:
         }
 
 
-class _PlainSampler:
-    """rbiqa.models.chat_generate, one seed per batch (used when prefix caching is switched off)."""
-
-    def __init__(self, model, tok, prompt: PromptSpec):
-        self.model, self.tok, self.prompt = model, tok, prompt
-
-    def generate(self, users, seeds, max_new_tokens, do_sample, temperature, top_p):
-        from rbiqa.models import chat_generate
-
-        prefix = self.prompt.chat_prefix()
-        return chat_generate(
-            self.model,
-            self.tok,
-            [[*prefix, {"role": "user", "content": u}] for u in users],
-            max_new_tokens=max_new_tokens if isinstance(max_new_tokens, int) else max(max_new_tokens),
-            batch_size=len(users),
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            seed=int(seeds[0]) if seeds else 0,
-            progress=False,
-        )
-
-
 class JsonAPIBackend:
-    """Gemini or an OpenAI-compatible server: one call returns n rephrasings as JSON."""
+    """Gemini or an OpenAI-compatible server: one call returns n rephrasings as JSON. `client` makes a
+    fresh API client (a Hydra `_partial_`), given `stats=`: one for each event loop `generate` runs."""
 
-    def __init__(self, rcfg: Mapping[str, Any], prompt: PromptSpec, cache: ResultCache):
-        self.cfg = rcfg
+    def __init__(self, client: Callable[..., JsonLLMClient], prompt: PromptSpec, cache: ResultCache):
+        self.new_client = client
         self.prompt = prompt
         self.cache = cache
-        self.name = str(rcfg["backend"])
-        self.model_id = str(rcfg["model_id"])
         self.stats = CallStats()
-        self.client = make_client(self.name, rcfg, stats=self.stats)
+        self.client = client(stats=self.stats)  # now: a missing API key stops the stage before any work
+        self.name = self.client.backend
+        self.model_id = self.client.model
         self.cache_hits = 0
 
     def key(self, req: GenRequest) -> str:
@@ -342,7 +234,7 @@ class JsonAPIBackend:
                 return await run_json_tasks(self.client, tasks, self.cache, desc=f"rephrase[{self.name}]")
             finally:
                 await self.client.aclose()
-                self.client = make_client(self.name, self.cfg, stats=self.stats)  # fresh for the next loop
+                self.client = self.new_client(stats=self.stats)  # fresh for the next loop
 
         done = asyncio.run(_run())
         out = []
@@ -361,8 +253,8 @@ class JsonAPIBackend:
         return {
             "backend": self.name,
             "model_id": self.model_id,
-            "base_url": self.cfg.get("base_url"),
-            "api_key_env": self.cfg.get("api_key_env"),
+            "base_url": self.client.base_url,
+            "api_key_env": self.client.api_key_env,
         }
 
     def call_stats(self) -> dict[str, Any]:
@@ -371,21 +263,6 @@ class JsonAPIBackend:
             "api": self.stats.as_dict(),
             "cached_calls": self.cache_hits,
         }
-
-
-def make_backend(rcfg: Mapping[str, Any], prompt: PromptSpec, cache: ResultCache):
-    backend = str(rcfg["backend"])
-    if backend == "shipped":
-        from rbiqa.rephrase.shipped import ShippedBackend
-
-        return ShippedBackend(rcfg)
-    if backend == "hf_local":
-        return HFLocalBackend(rcfg, prompt, cache)
-    if backend in ("gemini", "openai_compatible"):
-        return JsonAPIBackend(rcfg, prompt, cache)
-    raise ValueError(
-        f"unknown rephrase.backend {backend!r}: expected shipped, hf_local, gemini or openai_compatible"
-    )
 
 
 def n_candidates(missing: int, factor: float, cap: int) -> int:

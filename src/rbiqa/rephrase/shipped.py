@@ -13,7 +13,7 @@ File format, one JSON object per line: {"id": <source id>, "train": [<3 paraphra
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +58,15 @@ class ShippedBackend:
 
     name = "shipped"
 
-    def __init__(self, rcfg: Mapping[str, Any]):
-        self.path = Path(str(rcfg["path"]))
+    def __init__(self, path: str | Path, k: int, prompt: Any = None, cache: Any = None):
+        """`prompt` and `cache`, which the stage gives every backend, are not used: the paraphrases are
+        served as written, with no prompt and nothing to cache."""
+        self.path = Path(str(path))
         self.rows = load_shipped(self.path)
         self.sha256 = sha256_file(self.path)
         self.n_train = min(len(r.train) for r in self.rows.values())
         self.served = 0
-        k = int(rcfg["k"])
+        k = int(k)
         if k > self.n_train:
             raise InputError(
                 f"rephrase.k={k}, but {self.path} ships {self.n_train} training paraphrase(s) for some "

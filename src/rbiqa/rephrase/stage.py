@@ -25,11 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
 from rbiqa import paths as P
-from rbiqa.config import to_container
+from rbiqa.config import instantiate, to_container
 from rbiqa.io import InputError, read_jsonl, write_json, write_jsonl
 from rbiqa.llm import ResultCache
 from rbiqa.manifest import write_manifest
-from rbiqa.rephrase.backends import GenRequest, item_seed, make_backend, n_candidates
+from rbiqa.rephrase.backends import GenRequest, item_seed, n_candidates
 from rbiqa.rephrase.filters import FilterConfig, ParaphraseFilter, extract_candidate
 from rbiqa.rephrase.prompts import load_prompt
 from rbiqa.rephrase.report import build_report, prompt_identity
@@ -138,6 +138,15 @@ def allocate(todo: list[SourceState], wants: dict[str, int], budget_left: int | 
     return alloc
 
 
+def build_backend(rcfg: DictConfig, prompt, cache: ResultCache):
+    """The backend that `rephrase.impl` describes (its `_target_`s name the classes), given the stage's
+    prompt and cache; heavy imports happen only for the one chosen."""
+    backend = instantiate(rcfg.impl, _partial_=True)(prompt=prompt, cache=cache)
+    if backend.name != rcfg.backend:  # the backend built keys the cache; rephrase.backend must say the same
+        raise InputError(f"rephrase.backend is {rcfg.backend!r}, but rephrase.impl builds {backend.name!r}")
+    return backend
+
+
 def round_temperature(rcfg: DictConfig, attempt: int) -> float:
     t = float(rcfg.temperature) + attempt * float(rcfg.temperature_step)
     return round(min(t, float(rcfg.max_temperature)), 4)
@@ -204,7 +213,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     states = {r["id"]: SourceState(r, k + (1 if needs_heldout(r) else 0)) for r in rows}
 
     cache = ResultCache(P.REPHRASE_CACHE / str(rcfg.backend))
-    backend = make_backend(rcfg, prompt, cache)
+    backend = build_backend(rcfg, prompt, cache)
     rejected: list[dict[str, Any]] = []
     rounds: list[dict[str, Any]] = []
     factor = float(rcfg.candidates_per_missing)
