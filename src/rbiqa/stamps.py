@@ -42,13 +42,14 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "download_data": ("download.py", "schemas.py"),
     "fetch_model": ("fetch_model.py",),
     "split": ("split.py",),
-    "rephrase": ("rephrase", "llm", "models.py"),
-    "clean": ("clean", "schemas.py"),
+    "rephrase": ("rephrase", "llm", "models.py", "textsim.py"),
+    "clean": ("clean", "schemas.py", "textsim.py"),
     "train": ("train", "models.py", "nf4.py", "completion.py"),
     "generate": ("generate", "models.py", "nf4.py", "completion.py"),
     "judge": ("judge", "llm", "models.py"),
-    "judge_agreement": ("judge",),
-    "stats": ("stats", "judge/reference_params.json", "judge/calibration_data.py"),  # the judge's error rates
+    "judge_agreement": ("judge", "stats/kappa.py"),
+    # stats: also the reference judge's error rates, which correct accuracies
+    "stats": ("stats", "judge/reference/reference_params.json", "judge/reference/calibration_data.py"),
     "figures": ("figures", "train/outputs.py"),
     "report": ("report",),
 }
