@@ -3,7 +3,7 @@
 # openai_compatible = any chat-completions server, hf_local = a local model).
 # Targets: P.judgments(arm, eval_set) for each arm and eval set, and P.JUDGE_AGREEMENT.
 
-from rbiqa.judge.reference.model import DEFAULT_PARAMS as _REFERENCE_PARAMS
+from rbiqa.judge.reference import DEFAULT_PARAMS as _REFERENCE_PARAMS
 from rbiqa.judge.stage import decider_files as _judge_deciders
 from rbiqa.judge.stage import repo_relative as _repo_relative
 

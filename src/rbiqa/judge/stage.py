@@ -53,8 +53,7 @@ def decider_files(jcfg) -> list[Path]:
     parameters, or the LLM judge's two rubric prompts (`judge.rubric`, `judge.abstention_rubric`), and the
     abstention detector's exemplars (every backend's answers are checked with it). The judge rule takes
     them as inputs, so a refit or a new prompt wording reruns the judge."""
-    from rbiqa.judge.reference.abstention import EXEMPLARS_PATH
-    from rbiqa.judge.reference.model import DEFAULT_PARAMS
+    from rbiqa.judge.reference import DEFAULT_PARAMS, EXEMPLARS_PATH
 
     if jcfg.get("rubric") is None:  # the reference judge: no prompt
         files = [Path(str(jcfg.get("params_path") or DEFAULT_PARAMS))]
@@ -65,11 +64,10 @@ def decider_files(jcfg) -> list[Path]:
 
 def _backend_inputs(backend) -> list[Path]:
     """Files that decide verdicts besides the data: hashed into the manifest for lineage."""
-    from rbiqa.judge.reference.abstention import EXEMPLARS_PATH  # every backend: the over-abstention detector
+    from rbiqa.judge.reference import DEFAULT_PARAMS, EXEMPLARS_PATH  # exemplars: every backend's
+    # answers go through the over-abstention detector
 
     if backend.name == "reference":
-        from rbiqa.judge.reference.model import DEFAULT_PARAMS
-
         files = [DEFAULT_PARAMS, EXEMPLARS_PATH]
     else:
         files = [*sorted(PROMPT_DIR.glob("*.txt")), EXEMPLARS_PATH]

@@ -16,15 +16,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from rbiqa.io import sha256_text, stable_json
+from rbiqa.judge.reference import EXEMPLARS_PATH
 from rbiqa.judge.reference.numbers import extract_quantities
 from rbiqa.judge.reference.text_features import hedge_count, refusal_count
-
-EXEMPLARS_PATH = Path(__file__).with_name("abstention_exemplars.json")
 
 # Hand-set weights of the logistic score (see module docstring). Part of the detector's hash.
 WEIGHTS = {

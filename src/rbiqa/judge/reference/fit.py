@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from rbiqa import paths as P
 from rbiqa.config import setup_logging
 from rbiqa.io import sha256_file, write_json
+from rbiqa.judge.reference import DEFAULT_PARAMS
 from rbiqa.judge.reference.calibration_data import encode_models, load_calibration_csv
 from rbiqa.judge.reference.embeddings import EMBEDDING_MODEL_NAME, get_embedder
 from rbiqa.judge.reference.features import Triple, embedding_scores, feature_matrix
@@ -44,7 +45,7 @@ from rbiqa.stats.kappa import agreement_by_group, kappa_summary
 
 log = logging.getLogger(__name__)
 
-PARAMS_PATH = Path(__file__).with_name("reference_params.json")
+PARAMS_PATH = DEFAULT_PARAMS
 EMBED_CACHE = P.CACHE / "judge_fit" / "embeddings.npz"  # fit-time only; not the judgment cache
 THRESHOLDS = np.round(np.arange(0.20, 0.801, 0.01), 2)
 HOLDOUT_SALT = "holdout:"  # held-out slice: sha256(salt + item_id) % HOLDOUT_MODULUS == 0

@@ -18,13 +18,12 @@ from tqdm.auto import tqdm
 
 from rbiqa.io import InputError, read_json, sha256_file
 from rbiqa.judge.protocol import JudgeTask, Kind, OnResult, Outcome
+from rbiqa.judge.reference import DEFAULT_PARAMS
 from rbiqa.judge.reference.abstention import THRESHOLD as ABSTAIN_THRESHOLD
 from rbiqa.judge.reference.abstention import AbstentionDetector, detector_hash
 from rbiqa.judge.reference.features import Triple, derived, feature_dicts
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PARAMS = Path(__file__).with_name("reference_params.json")
 
 
 class ReferenceParams(BaseModel):
