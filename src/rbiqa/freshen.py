@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rbiqa import paths as P
-from rbiqa.io import sha256_path
+from rbiqa.files import Manifest
+from rbiqa.io import InputError, read_validated, sha256_path
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,19 @@ class HashCache:
             self.path.write_text(json.dumps(self.data))
 
 
-def find_manifests(roots: tuple[Path, ...] = ROOTS) -> list[tuple[float, Path, dict]]:
+def find_manifests(roots: tuple[Path, ...] = ROOTS) -> list[tuple[float, Path, Manifest]]:
+    """Every stage manifest under `roots`, in stage order. A file that only shares the name (a model's
+    own manifest.json, say) is not a rbiqa.files.Manifest and is passed over."""
     found = []
     for root in roots:
         if not root.exists():
             continue
         for m in root.rglob("*manifest.json"):
             try:
-                data = json.loads(m.read_text())
-            except (OSError, ValueError):
+                data = read_validated(m, Manifest)
+            except InputError:
                 continue
-            if isinstance(data, dict) and "stage_order" in data and "outputs" in data:
-                found.append((float(data["stage_order"]), m, data))
+            found.append((float(data.stage_order), m, data))
     found.sort(key=lambda t: (t[0], t[1].as_posix()))
     return found
 
@@ -91,8 +93,8 @@ def freshen(roots: tuple[Path, ...] = ROOTS, cache: HashCache | None = None) -> 
     cache = cache or HashCache()
     result: dict[str, list[str]] = {"touched": [], "stale": [], "consistent": []}
     for _, mpath, m in find_manifests(roots):
-        inputs = {Path(k): v for k, v in m.get("inputs", {}).items()}
-        outputs = {Path(k): v for k, v in m.get("outputs", {}).items()}
+        inputs = {Path(k): v for k, v in m.inputs.items()}
+        outputs = {Path(k): v for k, v in m.outputs.items()}
         if not outputs or not all(p.exists() for p in outputs):
             continue
         if any(cache.sha(p) != h for p, h in {**inputs, **outputs}.items()):

@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 
 class InputError(ValueError):
@@ -74,6 +76,30 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_validated(path: str | Path, model: type[M]) -> M:
+    """A JSON file one stage wrote and another reads, checked against its schema (rbiqa.files).
+
+    One reader for every such file, so that a file written by an older or different stage fails here,
+    with the file and the field named, rather than as a KeyError deep inside the reader."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} not found: run the stage that writes it ({model.__name__}) first")
+    try:
+        raw = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not readable as JSON ({e})") from e
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or '<file>'}: {err['msg']}" for err in e.errors()[:5]
+        )
+        raise InputError(f"{path}: not a valid {model.__name__}: {problems}") from e
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict], ensure_ascii: bool = False) -> int:

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rbiqa.files import Manifest
 from rbiqa.io import sha256_path, write_json
 
 # Pipeline order of the stages; freshen walks manifests in this order.
@@ -177,23 +178,24 @@ def build_manifest(
     outputs: Iterable[str | Path],
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The manifest as the dict that is written, built through rbiqa.files.Manifest, the model that
+    its readers (freshen, the lineage appendix) validate it with."""
     if stage not in STAGE_ORDER:
         raise ValueError(f"unknown stage {stage!r}; add it to rbiqa.manifest.STAGE_ORDER")
-    return scrub(
-        {
-            "stage": stage,
-            "stage_order": STAGE_ORDER[stage],
-            "created_unix": round(time.time(), 3),
-            "git_sha": git_sha(),
-            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
-            "platform": platform.platform(),
-            "versions": library_versions(),
-            "config": config,
-            "inputs": hash_paths(inputs),
-            "outputs": hash_paths(outputs),
-            "extra": dict(extra or {}),
-        }
+    m = Manifest(
+        stage=stage,
+        stage_order=STAGE_ORDER[stage],
+        created_unix=round(time.time(), 3),
+        git_sha=git_sha(),
+        command=" ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+        platform=platform.platform(),
+        versions=library_versions(),
+        config=config,
+        inputs=hash_paths(inputs),
+        outputs=hash_paths(outputs),
+        extra=dict(extra or {}),
     )
+    return scrub(m.model_dump())
 
 
 def write_manifest(

@@ -168,14 +168,15 @@ def check_stub(
 def cache_hits() -> dict[str, int]:
     """Answers the rephrase and judge jobs took from their caches (the rephrase report, judge manifests)."""
     from rbiqa import paths as P
-    from rbiqa.io import read_json
+    from rbiqa.files import Manifest
+    from rbiqa.io import read_json, read_validated
 
     out = {"rephrase": 0, "judge": 0}
     if P.REPHRASE_REPORT.exists():
         calls = read_json(P.REPHRASE_REPORT).get("calls", {})
         out["rephrase"] = int(calls.get("cached_calls") or 0)
     for man in Path("results").glob("*/judgments/*.manifest.json"):
-        cache = (read_json(man).get("extra") or {}).get("cache") or {}
+        cache = read_validated(man, Manifest).extra.get("cache") or {}
         out["judge"] += int(cache.get("hits") or 0)
     return out
 
@@ -216,9 +217,10 @@ def ablation_points(cfg, root: Path = Path(".")) -> dict[str, dict[str, Any]]:
 def _setting(root: Path, arm: str, param: str) -> Any:
     """The value of a config path that an arm trained with (its train manifest's resolved config)."""
     from rbiqa import paths as P
-    from rbiqa.io import read_json
+    from rbiqa.files import Manifest
+    from rbiqa.io import read_validated
 
-    node: Any = read_json(root / P.adapter_dir(arm) / "manifest.json").get("config", {})
+    node: Any = read_validated(root / P.adapter_dir(arm) / "manifest.json", Manifest).config_dict
     for part in param.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
     return node

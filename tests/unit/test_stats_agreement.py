@@ -1,9 +1,12 @@
-"""The judge-agreement reader accepts the judge stage's shape and a few others, and never crashes."""
+"""The judge-agreement reader reads the shape the judge_agreement stage writes, and only that."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
+from rbiqa.io import InputError
 from rbiqa.stats.agreement import read_agreement
 
 JUDGE_STAGE_SHAPE = {
@@ -48,27 +51,22 @@ def test_reads_the_judge_stage_shape(tmp_path):
     )
 
 
-def test_flat_block_and_alternative_spellings(tmp_path):
+def test_alternative_spellings_are_refused(tmp_path):
     p = tmp_path / "a.json"
-    p.write_text(
-        json.dumps(
-            {
-                "cohen_kappa": 0.4,
-                "kappa_lo": 0.2,
-                "kappa_hi": 0.6,
-                "confusion": {"tn": 5, "fp": 1, "fn": 2, "tp": 7},
-            }
-        )
-    )
-    b = read_agreement(p)["blocks"]["main"]
-    assert b["kappa_ci"] == [0.2, 0.6] and b["confusion"] == [[5, 1], [2, 7]] and b["n"] == 15
+    p.write_text(json.dumps({"cohen_kappa": 0.4, "kappa_lo": 0.2, "kappa_hi": 0.6}))
+    with pytest.raises(InputError, match="reference_vs_labels"):
+        read_agreement(p)
 
 
-def test_absent_or_unusable_file_is_flagged_not_raised(tmp_path):
+def test_absent_file_is_flagged_unusable_file_raises(tmp_path):
     a = read_agreement(tmp_path / "missing.json")
     assert a["available"] is False and "not found" in a["reason"]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert "unreadable" in read_agreement(bad)["reason"]
-    bad.write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(InputError, match="not readable as JSON"):
+        read_agreement(bad)
+    shape = json.loads(json.dumps(JUDGE_STAGE_SHAPE))
+    shape["reference_vs_labels"]["kappa"] = None
+    shape["judge_pairs"] = []
+    bad.write_text(json.dumps(shape))
     assert "no block with a kappa" in read_agreement(bad)["reason"]

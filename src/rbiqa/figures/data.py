@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from rbiqa import paths as P
-from rbiqa.io import InputError, read_json
+from rbiqa.files import Manifest, metrics_model
+from rbiqa.io import InputError, read_json, read_validated
 from rbiqa.stats.files import SECTIONS
 from rbiqa.study import Study
 from rbiqa.train.outputs import LOG_COLUMNS as TRAINER_LOG_COLUMNS
@@ -38,7 +39,7 @@ class Metrics:
         missing = [s for s in SECTIONS if not (metrics_dir / f"{s}.json").exists()]
         if missing:
             raise InputError(f"{metrics_dir}: metrics {missing} missing: run the stats stage first")
-        return cls({s: read_json(metrics_dir / f"{s}.json") for s in SECTIONS})
+        return cls({s: read_section(metrics_dir / f"{s}.json", s) for s in SECTIONS})
 
     def __getitem__(self, section: str) -> dict:
         return self.sections[section]
@@ -94,8 +95,21 @@ def read_trainer_log(arm: str, root: Path = Path(".")) -> pd.DataFrame:
     return df
 
 
-def read_manifest(path: Path) -> dict | None:
-    """A manifest or report if present, else None: lineage prints 'not recorded' rather than failing."""
+def read_section(path: Path, section: str) -> dict:
+    """A metrics section, validated against its model (rbiqa.files), as the dict the stats wrote: the
+    figures index sections by key, in the file's (sorted) key order."""
+    model = read_validated(path, metrics_model(section))
+    return dict(sorted(model.model_dump(exclude_unset=True).items()))
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """A stage manifest if present, else None: lineage prints 'not recorded' rather than failing. One
+    that is present but not a Manifest is an error (InputError naming the field)."""
+    return read_validated(path, Manifest) if path.exists() else None
+
+
+def read_report(path: Path) -> dict | None:
+    """A stage's own report (free-form counts) if present and readable, else None."""
     try:
         return read_json(path) if path.exists() else None
     except (OSError, ValueError):
@@ -122,7 +136,7 @@ def ablation_families(
         members = {}
         for a in [*arms, *([main_arm] if main_arm and main_arm not in arms else [])]:
             man = read_manifest(root / P.adapter_dir(a) / "manifest.json")
-            val = _dig((man or {}).get("config", {}), param.split("."))
+            val = _dig(man.config_dict if man else {}, param.split("."))
             if isinstance(val, int | float) and not isinstance(val, bool):
                 members[a] = float(val)
         if len(members) >= 2:

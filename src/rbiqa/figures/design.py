@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rbiqa import paths as P
-from rbiqa.figures.data import read_manifest
+from rbiqa.figures.data import read_manifest, read_report
 
 # how the rephrase backends are named in the text
 BACKEND_WORDS = {
@@ -40,18 +40,18 @@ def _get(d: Any, *keys: str) -> Any:
 def study_design(
     main_arm: str | None, root: Path = Path("."), neg_arm: str | None = None, mix_arm: str | None = None
 ) -> dict[str, Any]:
-    raw = read_manifest(root / P.RAW_REPORT) or {}
-    split = read_manifest(root / P.SPLIT_REPORT) or {}
-    reph = read_manifest(root / P.REPHRASE_MANIFEST) or {}
-    reph_report = read_manifest(root / P.REPHRASE_REPORT) or {}
-    clean = read_manifest(root / P.CLEAN_REPORT) or {}
-    summary = read_manifest(root / P.adapter_dir(main_arm) / "train_summary.json") if main_arm else None
+    raw = read_report(root / P.RAW_REPORT) or {}
+    split = read_report(root / P.SPLIT_REPORT) or {}
+    reph = read_manifest(root / P.REPHRASE_MANIFEST)
+    reph_extra = reph.extra if reph else {}
+    reph_report = read_report(root / P.REPHRASE_REPORT) or {}
+    clean = read_report(root / P.CLEAN_REPORT) or {}
+    summary = (read_report(root / P.adapter_dir(main_arm) / "train_summary.json") if main_arm else None) or {}
     manifest = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json") if main_arm else None
-    summary, manifest = summary or {}, manifest or {}
-    neg = (read_manifest(root / P.adapter_dir(neg_arm) / "train_summary.json") if neg_arm else None) or {}
-    mix = (read_manifest(root / P.adapter_dir(mix_arm) / "train_summary.json") if mix_arm else None) or {}
-    backend = _get(reph, "extra", "backend")
-    train_cfg = _get(manifest, "config", "train") or {}
+    neg = (read_report(root / P.adapter_dir(neg_arm) / "train_summary.json") if neg_arm else None) or {}
+    mix = (read_report(root / P.adapter_dir(mix_arm) / "train_summary.json") if mix_arm else None) or {}
+    backend = reph_extra.get("backend")
+    train_cfg = _get(manifest.config_dict if manifest else {}, "train") or {}
     probes = {
         name: (_get(raw, "sets", name, "valid"), _get(raw, "sets", name, "subsampled_to"))
         for name in ("unanswerable", "general")
@@ -65,7 +65,7 @@ def study_design(
         "val_paraphrase_rows": _get(clean, "splits", "val_paraphrase", "out"),
         "rephrase_backend": backend,
         "rephrase_source": BACKEND_WORDS.get(backend, backend),
-        "rephrase_model": _get(reph, "extra", "model_id"),
+        "rephrase_model": reph_extra.get("model_id"),
         "rephrasings_accepted": _get(reph_report, "candidates", "accepted"),
         "rephrasings_generated": _get(reph_report, "candidates", "generated"),
         "main_train_sources": _get(summary, "data", "train_sources"),

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rbiqa import paths as P
-from rbiqa.figures.data import Metrics, read_manifest
+from rbiqa.figures.data import Metrics, read_manifest, read_report
 from rbiqa.figures.tables import lineage_table, longtable, tabular
 from rbiqa.figures.texfmt import arm_tex, escape
+from rbiqa.files import Manifest
 from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
 
 NOT_RECORDED = "not recorded"
@@ -39,8 +40,8 @@ def short(h: object) -> str:
     return str(h)[:12] if isinstance(h, str) and h else NOT_RECORDED
 
 
-def _output_hash(man: Mapping | None, suffix: str) -> str:
-    outs = (man or {}).get("outputs", {})
+def _output_hash(man: Manifest | None, suffix: str) -> str:
+    outs = man.outputs if man else {}
     return short(next((v for k, v in outs.items() if k.endswith(suffix)), None))
 
 
@@ -67,10 +68,10 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
     reph = read_manifest(root / P.REPHRASE_MANIFEST)
     clean = read_manifest(root / P.CLEAN_MANIFEST)
     stats = read_manifest(root / STATS_MANIFEST)
-    cfg = (stats or {}).get("config", {})
-    data_cfg = (raw or {}).get("config", {}).get("data", {})
-    reph_extra = (reph or {}).get("extra", {})
-    reph_cfg = (reph or {}).get("config", {}).get("rephrase", {})
+    cfg = stats.config_dict if stats else {}
+    data_cfg = (raw.config_dict if raw else {}).get("data", {})
+    reph_extra = reph.extra if reph else {}
+    reph_cfg = (reph.config_dict if reph else {}).get("rephrase", {})
     facts: dict[str, dict[str, object]] = {
         "data": {
             "source": _or(data_cfg.get("hf_repo") or data_cfg.get("path") or data_cfg.get("name")),
@@ -81,20 +82,18 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
         },
         "split": {
             "split manifest": "present" if split else NOT_RECORDED,
-            **_scalars(read_manifest(root / P.SPLIT_REPORT)),
+            **_scalars(read_report(root / P.SPLIT_REPORT)),
         },
         "rephrase": {
             "backend": _or(reph_extra.get("backend") or reph_cfg.get("name")),
             "model": _or(reph_extra.get("model_id") or reph_cfg.get("model_id")),
             "prompt sha": short(reph_extra.get("prompt_sha256")),
-            **_scalars(read_manifest(root / P.REPHRASE_REPORT), 4),
+            **_scalars(read_report(root / P.REPHRASE_REPORT), 4),
         },
         "clean": {
             "clean manifest": "present" if clean else NOT_RECORDED,
-            **_scalars(read_manifest(root / P.CLEAN_REPORT)),
-            **{
-                f"contamination {k}": v for k, v in _scalars(read_manifest(root / P.CONTAMINATION), 4).items()
-            },
+            **_scalars(read_report(root / P.CLEAN_REPORT)),
+            **{f"contamination {k}": v for k, v in _scalars(read_report(root / P.CONTAMINATION), 4).items()},
         },
         "judge": {
             "judge model(s)": _or(", ".join(m.summary.get("judge_models", []))),
@@ -103,7 +102,7 @@ def collect_facts(m: Metrics, root: Path = Path(".")) -> dict[str, dict[str, obj
         "stats": {
             "bootstrap resamples": m.summary.get("n_resamples"),
             "CI level": m.summary.get("ci_level"),
-            "git commit": _or((stats or {}).get("git_sha")),
+            "git commit": _or(stats.git_sha if stats else None),
         },
     }
     return facts
@@ -128,9 +127,9 @@ def adapter_rows(m: Metrics, root: Path = Path(".")) -> list[list[str]]:
     rows = []
     for arm in m.summary.get("ft_arms", []):
         man = read_manifest(root / P.adapter_dir(arm) / "manifest.json")
-        c = (man or {}).get("config", {})
+        c = man.config_dict if man else {}
         train = c.get("train", {})
-        extra = (man or {}).get("extra", {})
+        extra = man.extra if man else {}
         sha = _output_hash(man, "adapter_model.safetensors")
         if sha == NOT_RECORDED:
             sha = short(extra.get("adapter_sha256"))
@@ -156,10 +155,10 @@ def library_versions(m: Metrics, root: Path = Path(".")) -> dict[str, str]:
     """Versions from the first train manifest (where the GPU stack matters), else from stats'."""
     for arm in m.summary.get("ft_arms", []):
         man = read_manifest(root / P.adapter_dir(arm) / "manifest.json")
-        if man and man.get("versions"):
-            return dict(man["versions"])
+        if man and man.versions:
+            return dict(man.versions)
     stats = read_manifest(root / STATS_MANIFEST)
-    return dict((stats or {}).get("versions", {}))
+    return dict(stats.versions if stats else {})
 
 
 def lineage_tex(m: Metrics, root: Path = Path(".")) -> tuple[str, str]:

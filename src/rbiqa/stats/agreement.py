@@ -1,97 +1,63 @@
-"""Normalise the judge engineer's agreement.json into one shape the report can rely on.
+"""Read the judge_agreement stage's agreement.json into the blocks the report prints.
 
-Read defensively: its exact keys belong to another stage, so several spellings are accepted (a flat
-block, or named blocks such as `reference_vs_labels`), and anything unreadable becomes
-`available: false` with the reason, which the report prints instead of a number.
+The file is validated against rbiqa.files.AgreementReport, the shape rbiqa.judge.agreement writes;
+a missing file becomes `available: false` with the reason (the report prints that instead of a number),
+a malformed one is an InputError naming the field.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+
+from rbiqa.files import AgreementReport, KappaBlock
+from rbiqa.io import read_validated
 
 PREFERRED_BLOCKS = ("reference_vs_labels", "judge_vs_labels", "judge_vs_human", "gemini_vs_labels")
 
 
-def _num(x: Any) -> float | None:
-    try:
-        return None if x is None else float(x)
-    except (TypeError, ValueError):
+def normalise_block(block: KappaBlock) -> dict | None:
+    """The numbers the report prints of one comparison; None where kappa is undefined (null)."""
+    if block.kappa is None:
         return None
-
-
-def _ci(block: dict) -> list[float] | None:
-    ci = block.get("kappa_ci")
-    if isinstance(ci, dict):
-        ci = [ci.get("lo", ci.get("low")), ci.get("hi", ci.get("high"))]
-    if ci is None and "kappa_lo" in block:
-        ci = [block.get("kappa_lo"), block.get("kappa_hi")]
-    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_num(v) is not None for v in ci):
-        return [float(ci[0]), float(ci[1])]
-    return None
-
-
-def _confusion(block: dict) -> list[list[int]] | None:
-    c = block.get("confusion", block.get("confusion_matrix"))
-    if isinstance(c, dict) and "matrix" in c:  # rbiqa.stats.kappa: {labels, rows, cols, matrix}
-        c = c["matrix"]
-    if isinstance(c, dict) and all(k in c for k in ("tn", "fp", "fn", "tp")):
-        c = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]
-    if isinstance(c, list) and len(c) == 2 and all(isinstance(r, list) and len(r) == 2 for r in c):
-        try:
-            return [[int(v) for v in r] for r in c]
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def normalise_block(block: dict) -> dict | None:
-    kappa = _num(block.get("kappa", block.get("cohen_kappa")))
-    if kappa is None:
-        return None
-    conf = _confusion(block)
-    n = block.get("n", block.get("n_items"))
-    if n is None and conf is not None:
-        n = sum(map(sum, conf))
+    ci = block.kappa_ci
+    c = block.confusion.matrix
+    conf = [[int(v) for v in r] for r in c] if len(c) == 2 and all(len(r) == 2 for r in c) else None
     return {
-        "kappa": kappa,
-        "kappa_ci": _ci(block),
-        "accuracy": _num(block.get("accuracy", block.get("agreement"))),
+        "kappa": float(block.kappa),
+        "kappa_ci": [float(ci[0]), float(ci[1])] if len(ci) == 2 and None not in ci else None,
+        "accuracy": None if block.accuracy is None else float(block.accuracy),
         "confusion": conf,  # [[tn, fp], [fn, tp]]: rows = labels (0, 1), columns = judge (0, 1)
-        "n": int(n) if n is not None else None,
+        "n": block.n,
     }
+
+
+def _listed(name: str, items: list[KappaBlock] | None) -> dict[str, dict]:
+    """Blocks of a list of comparisons (judge_pairs, human), keyed by the raters they compare."""
+    out = {}
+    for i, item in enumerate(items or []):
+        if b := normalise_block(item):
+            label = "_vs_".join(item.raters) if item.raters is not None else str(i)
+            out[f"{name}:{label}"] = b
+    return out
 
 
 def read_agreement(path: Path, preferred: str | None = None) -> dict:
     if not Path(path).exists():
         return {"available": False, "reason": f"{path} not found", "blocks": {}}
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        return {"available": False, "reason": f"{path} unreadable: {e}", "blocks": {}}
-    blocks: dict[str, dict] = {}
-    if isinstance(raw, dict) and normalise_block(raw):
-        blocks["main"] = normalise_block(raw)
-    elif isinstance(raw, dict):
-        for k, v in raw.items():
-            if isinstance(v, dict) and (b := normalise_block(v)):
-                blocks[k] = b
-            elif isinstance(v, list):  # e.g. judge_pairs / human: lists of blocks naming their raters
-                for i, item in enumerate(v):
-                    if isinstance(item, dict) and (b := normalise_block(item)):
-                        raters = item.get("raters")
-                        label = "_vs_".join(map(str, raters)) if isinstance(raters, list) else str(i)
-                        blocks[f"{k}:{label}"] = b
+    raw = read_validated(path, AgreementReport)
+    blocks: dict[str, dict] = {}  # in the file's (sorted) key order
+    blocks.update(_listed("human", raw.human))
+    blocks.update(_listed("judge_pairs", raw.judge_pairs))
+    if b := normalise_block(raw.reference_vs_labels):
+        blocks["reference_vs_labels"] = b
     if not blocks:
         return {"available": False, "reason": f"{path} has no block with a kappa", "blocks": {}}
     order = [preferred, *PREFERRED_BLOCKS] if preferred else list(PREFERRED_BLOCKS)
     primary = next((k for k in order if k in blocks), sorted(blocks)[0])
     out = {"available": True, "primary": primary, "blocks": blocks, "source": str(path)}
-    ref = raw.get("reference_vs_labels") if isinstance(raw, dict) else None
-    if isinstance(ref, dict):  # the reference judge per answer model and on its held-out slice
-        out["per_model"] = ref.get("per_model") or {}
-        out["holdout"] = ref.get("holdout") or {}
-    if isinstance(raw, dict) and isinstance(raw.get("human_labels"), dict):
-        out["human_labels"] = raw["human_labels"]  # per eval set vs data/labels (rbiqa.judge.labels)
+    ref = raw.reference_vs_labels  # the reference judge per answer model and on its held-out slice
+    out["per_model"] = {k: v.model_dump(exclude_unset=True) for k, v in ref.per_model.items()}
+    out["holdout"] = ref.holdout
+    if raw.human_labels is not None:
+        out["human_labels"] = raw.human_labels.model_dump(exclude_unset=True)  # per eval set (judge.labels)
     return out

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from rbiqa import paths as P
 from rbiqa.config import to_container
+from rbiqa.files import metrics_model
 from rbiqa.io import write_json
 from rbiqa.manifest import write_manifest
 from rbiqa.stats.agreement import read_agreement
@@ -55,6 +56,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         correction,
     )
     for section, obj in metrics.items():
+        metrics_model(section).model_validate(obj)  # what the figures' reader checks; written as built
         write_json(metric_path(section), obj)
     inputs = [P.stamp("stats"), P.JUDGE_AGREEMENT]
     inputs += [P.eval_set_path(e) for e in eval_sets]
