@@ -42,10 +42,12 @@ from omegaconf import DictConfig
 from pydantic import BaseModel, ValidationError
 
 from rbiqa import paths as P
+from rbiqa import stages
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, sha256_path, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import AbstentionTrainRecord, GeneralRecord, QARecord, UnanswerableRecord
+from rbiqa.stages import flat
 
 log = logging.getLogger(__name__)
 
@@ -358,19 +360,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _write_quarantine(quarantine)
     report["snapshot_sha256"] = {k: sha256_path(v[3]) for k, v in sets.items()}
     write_json(P.RAW_REPORT, report)
-    outputs = [
-        P.RAW_QA,
-        P.RAW_UNANSWERABLE,
-        P.RAW_GENERAL,
-        P.RAW_ABSTENTION_TRAIN,
-        P.RAW_GENERAL_TRAIN,
-        P.RAW_QUARANTINE,
-        P.RAW_REPORT,
-    ]
-    inputs = [P.stamp("download_data")]
-    if d.source == "local":
-        inputs.append(d.path)
-    inputs += [d.unanswerable_path, d.general_path, d.abstention_train_path, d.general_train_path]
+    outputs = flat(stages.download_outputs())
+    inputs = flat(stages.download_inputs(d))
     extra = {
         "snapshot_sha256": report["snapshot_sha256"],
         "quarantined": {k: v["reasons"] for k, v in report["sets"].items()},

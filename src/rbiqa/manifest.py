@@ -20,25 +20,10 @@ from typing import Any
 
 from rbiqa.files import Manifest
 from rbiqa.io import sha256_path, write_json
+from rbiqa.stages import STAGES
 
-# Pipeline order of the stages; freshen walks manifests in this order.
-STAGE_ORDER = {
-    "download_data": 1,
-    "fetch_model": 1,
-    "split": 2,
-    "rephrase": 3,
-    "clean": 4,
-    "train": 5,
-    "retrieval_index": 5,
-    "generate": 6,
-    "judge": 7,
-    "labels_export": 7.2,  # rbiqa.judge.labels export: a blinded sheet from the judgments (by hand)
-    "labels_ingest": 7.3,  # rbiqa.judge.labels ingest: data/labels/<name>.csv, read by judge_agreement
-    "judge_agreement": 7.5,  # reads judgments of stage 7
-    "stats": 8,
-    "figures": 9,
-    "report": 10,
-}
+# Pipeline order of the stages (rbiqa.stages); freshen walks manifests in this order.
+STAGE_ORDER = {name: s.order for name, s in STAGES.items()}
 
 TRACKED_LIBS = (
     "torch",
@@ -181,7 +166,7 @@ def build_manifest(
     """The manifest as the dict that is written, built through rbiqa.files.Manifest, the model that
     its readers (freshen, the lineage appendix) validate it with."""
     if stage not in STAGE_ORDER:
-        raise ValueError(f"unknown stage {stage!r}; add it to rbiqa.manifest.STAGE_ORDER")
+        raise ValueError(f"unknown stage {stage!r}; add it to rbiqa.stages.STAGES")
     m = Manifest(
         stage=stage,
         stage_order=STAGE_ORDER[stage],

@@ -31,9 +31,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rbiqa import paths as P
+from rbiqa import stages
 from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, read_jsonl, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
+from rbiqa.stages import flat
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +219,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl(P.SPLIT_TEST_UNSEEN, sides["test_unseen"])
     write_jsonl(P.SPLIT_PARA_SOURCES, para)
     write_json(P.SPLIT_REPORT, report)
-    outputs = [P.SPLIT_TRAIN, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN, P.SPLIT_PARA_SOURCES, P.SPLIT_REPORT]
     write_manifest(
         P.SPLIT_MANIFEST,
         "split",
         to_container(cfg),
-        [P.RAW_QA, P.stamp("split")],
-        outputs,
+        flat(stages.split_inputs()),
+        flat(stages.split_outputs()),
         {"counts": report["counts"], "shared_source_ids_total": 0},
     )
     log.info("split: %s", report["counts"])

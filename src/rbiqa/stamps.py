@@ -16,50 +16,18 @@ import yaml
 
 from rbiqa import paths as P
 from rbiqa.config import compose, to_container
+from rbiqa.stages import STAGES, STAMPED
 
-# Which top-level config sections each stage's outputs depend on.
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "download_data": ("data", "seed"),
-    "fetch_model": ("model",),
-    "split": ("data", "split", "seed"),
-    "rephrase": ("rephrase", "seed"),
-    "clean": ("clean", "seed"),
-    "train": ("model", "train", "arm", "seed"),
-    "generate": ("model", "generate", "arm", "seed"),
-    "judge": ("judge",),
-    "judge_agreement": ("judge",),
-    "stats": ("stats", "study", "generate", "judge", "seed"),  # judge: whose calibration corrects
-    "figures": ("report",),
-    "report": ("report",),
-}
-# Stages whose config differs per arm; the others are stamped once under arm "all".
-PER_ARM = ("train", "generate")
-
-# Source of each stage (modules or subpackages of rbiqa). Their content hash goes into the stamp, so a code
-# change reruns exactly the stages it can affect, and an unchanged checkout (e.g. a reviewer's fresh clone)
-# reruns nothing.
-STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "download_data": ("download.py", "schemas.py"),
-    "fetch_model": ("fetch_model.py",),
-    "split": ("split.py",),
-    "rephrase": ("rephrase", "llm", "models.py", "textsim.py"),
-    "clean": ("clean", "schemas.py", "textsim.py"),
-    "train": ("train", "models.py", "nf4.py", "completion.py"),
-    "generate": ("generate", "models.py", "nf4.py", "completion.py"),
-    "judge": ("judge", "llm", "models.py"),
-    "judge_agreement": ("judge", "stats/kappa.py"),
-    # stats: also the reference judge's error rates, which correct accuracies
-    "stats": ("stats", "judge/reference/reference_params.json", "judge/reference/calibration_data.py"),
-    "figures": ("figures", "train/outputs.py"),
-    "report": ("report",),
-}
+# Which code and config sections each stage's outputs depend on: rbiqa.stages. Code content goes into the
+# stamp, so a code change reruns exactly the stages it can affect, and an unchanged checkout (e.g. a
+# reviewer's fresh clone) reruns nothing.
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def code_hash(stage: str) -> str:
     """sha256 over the stage's .py/.txt/.json sources (names and contents), ignoring caches."""
     h = hashlib.sha256()
-    for rel in STAGE_CODE[stage]:
+    for rel in STAGES[stage].code:
         root = PACKAGE_DIR / rel
         files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
         for f in files:
@@ -70,7 +38,7 @@ def code_hash(stage: str) -> str:
 
 
 def stage_slice(cfg: dict, stage: str, code: str | None = None) -> dict:
-    out = {k: cfg.get(k) for k in STAGE_SECTIONS[stage]}
+    out = {k: cfg.get(k) for k in STAGES[stage].sections}
     if code is not None:
         out["code_sha256"] = code
     return out
@@ -93,9 +61,11 @@ def write_stamps(experiment: str, arms: Iterable[str], overrides: Sequence[str] 
     report: dict[str, list[str]] = {"changed": [], "unchanged": []}
     per_arm_cfg = {arm: to_container(compose([*base, f"arm={arm}"])) for arm in arms}
     shared_cfg = to_container(compose(base))
-    for stage in STAGE_SECTIONS:
+    for stage in STAMPED:
         code = code_hash(stage)
-        targets = [(arm, per_arm_cfg[arm]) for arm in arms] if stage in PER_ARM else [("all", shared_cfg)]
+        targets = (
+            [(arm, per_arm_cfg[arm]) for arm in arms] if STAGES[stage].per_arm else [("all", shared_cfg)]
+        )
         for arm, cfg in targets:
             path = P.stamp(stage, arm)
             text = yaml.safe_dump(stage_slice(cfg, stage, code), sort_keys=True, allow_unicode=True)

@@ -91,3 +91,58 @@ def test_slurm_profile_asks_each_scale_for_its_own_resources(workspace, experime
     )
     assert int(resources["mem_mb"]) == mem_mb and int(resources["runtime"]) == runtime
     assert resources["gpu"] == "1"  # profiles/slurm's set-resources: one GPU per train job by default
+
+
+def _jobs(dry_run_out: str) -> dict[str, tuple[set[str], set[str]]]:
+    """{rule: (inputs, outputs)} of the single-job rules of a verbose dry run."""
+    jobs: dict[str, tuple[set[str], set[str]]] = {}
+    rule = None
+    for line in dry_run_out.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):", line.strip()):
+            rule = m.group(1)
+            jobs.setdefault(rule, (set(), set()))
+        elif rule and (m := re.match(r"\s+(input|output): (.*)", line)):
+            jobs[rule][0 if m.group(1) == "input" else 1].update(m.group(2).split(", "))
+    return jobs
+
+
+def test_rules_declare_the_registry_files(workspace, monkeypatch):
+    """The files a stage's rule is scheduled on are the ones rbiqa.stages lists, which its manifest
+    records: the two can no longer drift apart."""
+    from rbiqa import paths as P
+    from rbiqa import stages as S
+    from rbiqa.config import compose
+    from rbiqa.study import load_study
+
+    out = run_cmd([*SNAKEMAKE, "-n", "--forceall", "--cores", "2"], cwd=workspace, timeout=300).stdout
+    jobs = _jobs(out)
+    monkeypatch.chdir(workspace)
+    cfg = compose(["experiment=default"])
+    study = load_study(cfg)
+    arms, sets = study.arm_names, list(study.eval_sets)
+    nll = [e for e in cfg.generate.get("reference_loss_sets") or [] if e in sets]
+
+    def names(files):
+        return {p.as_posix() for p in S.flat(files)}
+
+    expected = {
+        "download_data": (
+            names(S.download_inputs(cfg.data)),
+            names(S.download_outputs()) | {P.RAW_MANIFEST.as_posix()},
+        ),
+        "split": (names(S.split_inputs()), names(S.split_outputs()) | {P.SPLIT_MANIFEST.as_posix()}),
+        "rephrase": (
+            names(S.rephrase_inputs(cfg.rephrase)),
+            names(S.rephrase_outputs()) | {P.REPHRASE_MANIFEST.as_posix()},
+        ),
+        "clean": (names(S.clean_inputs()), names(S.clean_outputs()) | {P.CLEAN_MANIFEST.as_posix()}),
+        "stats": (names(S.stats_inputs(arms, sets, nll)), None),
+        "figures": (names(S.figures_inputs(study.ft_arms)), None),
+        "report": (names(S.report_inputs()), None),
+    }
+    for rule, (inputs, outputs) in expected.items():
+        assert rule in jobs, rule
+        if inputs is not None:
+            assert jobs[rule][0] == inputs, rule
+        if outputs is not None:
+            assert jobs[rule][1] == outputs, rule

@@ -10,6 +10,7 @@ import pytest
 from rbiqa.download import Unparseable, map_hf_row, read_local, run, validate_rows
 from rbiqa.io import InputError, read_json, read_jsonl
 from rbiqa.schemas import QARecord
+from rbiqa.stages import download_inputs, download_outputs, flat
 
 GOOD = {
     "id": "rbi-x1",
@@ -162,6 +163,8 @@ def test_run_writes_snapshot_quarantine_and_manifest(tmp_path, monkeypatch):
     assert len(q) == 1 and q[0]["source"] == "qa"
     m = read_json("data/raw/manifest.json")
     assert m["stage"] == "download_data" and "data/raw/qa.jsonl" in m["outputs"]
+    assert set(m["outputs"]) == {p.as_posix() for p in flat(download_outputs())}  # as the rule declares
+    assert set(m["inputs"]) == {p.as_posix() for p in flat(download_inputs(cfg.data)) if p.exists()}
     assert len(m["extra"]["snapshot_sha256"]["qa"]) == 64
 
 

@@ -144,6 +144,12 @@ def test_agreement_job_writes_outputs(tmp_path, monkeypatch):
     )
     result = main(cfg)
     assert json.loads(P.JUDGE_AGREEMENT.read_text())["judge_pairs"][0]["n"] == 6
+    # what the stage writes is what rbiqa.stats.agreement reads (rbiqa.files.AgreementReport)
+    from rbiqa.files import AgreementReport, Manifest
+    from rbiqa.io import read_validated
+
+    assert read_validated(P.JUDGE_AGREEMENT, AgreementReport).judge_pairs[0].n == 6
+    assert read_validated(P.manifest_for(P.JUDGE_AGREEMENT), Manifest).stage == "judge_agreement"
     assert result["reference_vs_labels"]["kappa"] >= 0.6
     conf = pd.read_csv(JUDGE_CONFUSION)
     assert set(conf["comparison"]) == {"reference_vs_labels", "judge_pair"} and len(conf) == 8

@@ -140,8 +140,10 @@ def test_run_on_sample(tmp_path, monkeypatch):
     """End to end on a small corpus through the stage entry points."""
     from omegaconf import OmegaConf
 
+    from rbiqa import stages
     from rbiqa.io import read_json, read_jsonl
     from rbiqa.split import run
+    from rbiqa.stages import flat
 
     monkeypatch.chdir(tmp_path)
     raw = tmp_path / "data/raw"
@@ -172,4 +174,9 @@ def test_run_on_sample(tmp_path, monkeypatch):
     assert {r["id"] for r in para} <= {r["id"] for r in train} and len(para) == c["test_paraphrase_sources"]
     unseen = {r["id"] for r in read_jsonl("data/interim/split/test_unseen.jsonl")}
     assert unseen.isdisjoint(r["id"] for r in train)
-    assert read_json("data/interim/split/manifest.json")["extra"]["shared_source_ids_total"] == 0
+    m = read_json("data/interim/split/manifest.json")
+    assert m["extra"]["shared_source_ids_total"] == 0
+    # what the manifest records is what the registry (and so the rule) declares; the stamp is absent here
+    declared = {p.as_posix() for p in flat(stages.split_inputs())}
+    assert set(m["inputs"]) == declared - {stages.P.stamp("split").as_posix()}
+    assert set(m["outputs"]) == {p.as_posix() for p in flat(stages.split_outputs())}

@@ -7,6 +7,7 @@ import sys
 from snakemake.utils import validate
 
 from rbiqa import paths as P
+from rbiqa import stages as S
 from rbiqa.config import compose as _compose
 from rbiqa.stamps import write_stamps
 from rbiqa.study import load_study
@@ -115,29 +116,3 @@ def generate_inputs(wildcards):
     if spec.prompt != "base":
         inputs["train"] = P.CLEAN_TRAIN.as_posix()
     return inputs
-
-
-# Input functions of report.smk
-def _posix(paths):
-    return [p.as_posix() for p in paths]
-
-
-def lineage_inputs():
-    return _posix(
-        [
-            P.RAW_MANIFEST,
-            P.RAW_REPORT,
-            P.SPLIT_MANIFEST,
-            P.SPLIT_REPORT,
-            P.REPHRASE_MANIFEST,
-            P.REPHRASE_REPORT,
-            P.CLEAN_MANIFEST,
-            P.CLEAN_REPORT,
-            P.CONTAMINATION,
-        ]
-    )
-
-
-def paper_sources():
-    sections = sorted((P.PAPER / "sections").glob("*.tex"))
-    return _posix([P.PAPER / "main.tex", P.PAPER / "refs.bib", *sections])

@@ -3,15 +3,9 @@
 
 rule download_data:
     input:
-        stamp=stamp("download_data"),
+        **S.for_rule(S.download_inputs(CFG.data)),
     output:
-        qa=P.RAW_QA.as_posix(),
-        unanswerable=P.RAW_UNANSWERABLE.as_posix(),
-        general=P.RAW_GENERAL.as_posix(),
-        abstention_train=P.RAW_ABSTENTION_TRAIN.as_posix(),
-        general_train=P.RAW_GENERAL_TRAIN.as_posix(),
-        quarantine=P.RAW_QUARANTINE.as_posix(),
-        report=P.RAW_REPORT.as_posix(),
+        **S.for_rule(S.download_outputs()),
         manifest=P.RAW_MANIFEST.as_posix(),
     log:
         log_path("download_data"),
@@ -31,14 +25,9 @@ rule download_data:
 
 rule split:
     input:
-        qa=P.RAW_QA.as_posix(),
-        stamp=stamp("split"),
+        **S.for_rule(S.split_inputs()),
     output:
-        train=P.SPLIT_TRAIN.as_posix(),
-        val=P.SPLIT_VAL.as_posix(),
-        test_unseen=P.SPLIT_TEST_UNSEEN.as_posix(),
-        para=P.SPLIT_PARA_SOURCES.as_posix(),
-        report=P.SPLIT_REPORT.as_posix(),
+        **S.for_rule(S.split_outputs()),
         manifest=P.SPLIT_MANIFEST.as_posix(),
     log:
         log_path("split"),

@@ -2,24 +2,13 @@
 # Backend = Hydra group rephrase/ (shipped = the CPU default's hand-written paraphrases, hf_local = a
 # local model, gemini = paper scale, openai_compatible = any such server).
 # Targets: P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.REPHRASE_REJECTED, P.REPHRASE_REPORT.
-from rbiqa.rephrase.stage import stage_inputs as _rephrase_inputs
-
-# The prompt file (its sha256 also keys the cache), and the local model's manifest or the shipped
-# paraphrases: the same list the stage records in its manifest.
-REPHRASE_INPUTS = [p.as_posix() for p in _rephrase_inputs(CFG.rephrase)]
-
-
 rule rephrase:
     input:
-        train=P.SPLIT_TRAIN.as_posix(),
-        backend=REPHRASE_INPUTS,
-        stamp=stamp("rephrase"),
+        # the split, the prompt (its sha256 also keys the cache), and the local model's manifest or the
+        # shipped paraphrases: the list the stage records in its manifest (rbiqa.stages)
+        **S.for_rule(S.rephrase_inputs(CFG.rephrase)),
     output:
-        train=P.REPHRASE_TRAIN.as_posix(),
-        para=P.REPHRASE_TEST_PARA.as_posix(),
-        val_para=P.REPHRASE_VAL_PARA.as_posix(),
-        rejected=P.REPHRASE_REJECTED.as_posix(),
-        report=P.REPHRASE_REPORT.as_posix(),
+        **S.for_rule(S.rephrase_outputs()),
         manifest=P.REPHRASE_MANIFEST.as_posix(),
     log:
         log_path("rephrase"),

@@ -4,9 +4,7 @@
 import shlex
 
 from rbiqa.figures.files import MANIFEST as FIGURES_MANIFEST
-from rbiqa.figures.files import all_outputs as figures_outputs
 from rbiqa.stats.files import MANIFEST as STATS_MANIFEST
-from rbiqa.stats.files import all_metric_paths
 
 
 localrules:
@@ -17,13 +15,9 @@ localrules:
 
 rule stats:
     input:
-        stamp("stats"),
-        judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
-        generations=[P.generations(a, e).as_posix() for a in ARMS for e in NLL_SETS],
-        eval_items=[P.eval_set_path(e).as_posix() for e in EVAL_SETS],
-        agreement=P.JUDGE_AGREEMENT.as_posix(),
+        **S.for_rule(S.stats_inputs(ARMS, EVAL_SETS, NLL_SETS)),
     output:
-        _posix(all_metric_paths()),
+        S.posix(S.stats_outputs()),
         manifest=STATS_MANIFEST.as_posix(),
     log:
         log_path("stats"),
@@ -43,16 +37,9 @@ rule stats:
 
 rule figures:
     input:
-        stamp("figures"),
-        metrics=_posix(all_metric_paths()),
-        adapters=[
-            (P.adapter_dir(a) / n).as_posix()
-            for a in FT_ARMS
-            for n in ("trainer_log.csv", "manifest.json", "train_summary.json")
-        ],
-        lineage=lineage_inputs(),
+        **S.for_rule(S.figures_inputs(FT_ARMS)),
     output:
-        _posix(figures_outputs()),
+        S.posix(S.figures_outputs()),
         manifest=FIGURES_MANIFEST.as_posix(),
     log:
         log_path("figures"),
@@ -72,9 +59,7 @@ rule figures:
 
 rule report:
     input:
-        stamp("report"),
-        generated=_posix(figures_outputs()),
-        sources=paper_sources(),
+        **S.for_rule(S.report_inputs()),
     output:
         pdf=P.REPORT_PDF.as_posix(),
         manifest=P.manifest_for(P.REPORT_PDF).as_posix(),

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from rbiqa import paths as P
+from rbiqa import stages
 from rbiqa.clean import pii as PII
 from rbiqa.clean.contamination import ContaminationConfig, EvalText, TrainText, audit, is_contamination
 from rbiqa.clean.dedup import DedupConfig, dedup
@@ -39,6 +40,7 @@ from rbiqa.config import to_container
 from rbiqa.io import InputError, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import AbstentionTrainRecord, GeneralRecord, UnanswerableRecord
+from rbiqa.stages import flat
 from rbiqa.study import load_study
 
 log = logging.getLogger(__name__)
@@ -279,10 +281,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_jsonl(path, splits[f"{pool}_train"])
     for s in P.EVAL_SETS:
         write_jsonl(P.eval_set_path(s), splits[s])
-    outputs = [P.CLEAN_TRAIN, P.CLEAN_VAL, P.CLEAN_VAL_PARA, *P.MIX_POOLS.values(), *(P.eval_set_path(s) for s in P.EVAL_SETS),
-               P.CLEAN_REMOVED, P.CLEAN_REPORT, P.CONTAMINATION]  # fmt: skip
-    inputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.SPLIT_VAL, P.SPLIT_TEST_UNSEEN,
-              P.RAW_UNANSWERABLE, P.RAW_GENERAL, P.RAW_ABSTENTION_TRAIN, P.RAW_GENERAL_TRAIN, P.stamp("clean")]  # fmt: skip
+    outputs, inputs = flat(stages.clean_outputs()), flat(stages.clean_inputs())
     write_manifest(
         P.CLEAN_MANIFEST, "clean", to_container(cfg), inputs, outputs,
         {"counts": {s: {"in": report[s]["in"], "out": report[s]["out"]} for s in report},

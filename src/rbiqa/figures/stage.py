@@ -24,7 +24,7 @@ from rbiqa.figures.lineage import lineage_tex  # noqa: E402
 from rbiqa.figures.numbers import build_numbers  # noqa: E402
 from rbiqa.io import atomic_write  # noqa: E402
 from rbiqa.manifest import write_manifest  # noqa: E402
-from rbiqa.stats.files import all_metric_paths  # noqa: E402
+from rbiqa.stages import figures_inputs, flat  # noqa: E402
 from rbiqa.study import Study, load_study  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -128,18 +128,5 @@ def run(cfg: DictConfig) -> None:
     design = study_design(m.main_arm, neg_arm=m.role_arm("MainNeg"), mix_arm=m.role_arm("MainMix"))
     write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam, design).render())
     ft = m.summary.get("ft_arms", [])
-    inputs = [
-        P.stamp("figures"),
-        *all_metric_paths(),
-        P.RAW_MANIFEST,
-        P.SPLIT_MANIFEST,
-        P.SPLIT_REPORT,
-        P.REPHRASE_MANIFEST,
-        P.CLEAN_MANIFEST,
-        P.CLEAN_REPORT,
-        P.CONTAMINATION,
-    ]
-    for a in ft:
-        inputs += [P.adapter_dir(a) / n for n in ("trainer_log.csv", "manifest.json", "train_summary.json")]
-    inputs += [P.REPHRASE_REPORT, P.RAW_REPORT]
+    inputs = flat(figures_inputs(ft))
     write_manifest(MANIFEST, "figures", to_container(cfg), inputs, all_outputs(), extra={"seconds": timings})

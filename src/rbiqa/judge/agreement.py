@@ -32,7 +32,6 @@ from omegaconf import DictConfig
 
 from rbiqa import paths as P
 from rbiqa.config import stage_main, to_container
-from rbiqa.files import AgreementReport
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
 from rbiqa.judge.reference.calibration_data import decode_models
 from rbiqa.judge.reference.model import DEFAULT_PARAMS
@@ -317,7 +316,6 @@ def main(cfg: DictConfig) -> dict:
     comparisons += [("human", s) for s in result["human"] or []]
     hl = (result["human_labels"] or {}).get("comparisons", [])
     comparisons += [(f"human_labels:{s['eval_set']}", s) for s in hl]
-    AgreementReport.model_validate(result)  # the shape rbiqa.stats.agreement reads; written as built
     write_json(P.JUDGE_AGREEMENT, result)
     write_confusion_csv(JUDGE_CONFUSION, comparisons)
     outputs = [P.JUDGE_AGREEMENT, JUDGE_CONFUSION]

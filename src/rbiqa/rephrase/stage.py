@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
 from rbiqa import paths as P
+from rbiqa import stages
 from rbiqa.config import instantiate, to_container
 from rbiqa.io import InputError, read_jsonl, write_json, write_jsonl
 from rbiqa.llm import ResultCache
@@ -34,6 +34,7 @@ from rbiqa.rephrase.filters import FilterConfig, ParaphraseFilter, extract_candi
 from rbiqa.rephrase.prompts import load_prompt
 from rbiqa.rephrase.report import build_report, prompt_identity
 from rbiqa.schemas import QARecord
+from rbiqa.stages import flat
 from rbiqa.textsim import edit_similarity
 
 log = logging.getLogger(__name__)
@@ -160,27 +161,6 @@ def choose_heldout(original: str, accepted: list[str]) -> int:
         return max(edit_similarity(accepted[i], o) for o in others)
 
     return min(range(len(accepted)), key=lambda i: (closeness(i), i))
-
-
-def stage_inputs(rcfg) -> list[Path]:
-    """The files a rephrase config reads besides the split: its prompt, and the local model's manifest
-    or the shipped paraphrases. The rule (workflow/rules/rephrase.smk) and the manifest both use this."""
-    from rbiqa.rephrase.prompts import PROMPT_DIR
-
-    if rcfg.backend == "shipped":  # served as written: no prompt is involved
-        return [Path(str(rcfg.path))]
-    files = [repo_relative(PROMPT_DIR / f"rephrase_{rcfg.prompt_version}.txt")]
-    if rcfg.backend == "hf_local":
-        files.append(Path(str(rcfg.model_path)) / "manifest.json")
-    return files
-
-
-def repo_relative(path: Path) -> Path:
-    """Manifests key files by repository-relative path (the working directory of every rule)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 def variant_row(src: dict[str, Any], idx: int, question: str) -> dict[str, Any]:
@@ -312,9 +292,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl(P.REPHRASE_VAL_PARA, val_para_rows)
     write_jsonl(P.REPHRASE_REJECTED, rejected)
     write_json(P.REPHRASE_REPORT, report)
-    inputs = [P.SPLIT_TRAIN, P.stamp("rephrase"), *stage_inputs(rcfg)]
-    outputs = [P.REPHRASE_TRAIN, P.REPHRASE_TEST_PARA, P.REPHRASE_VAL_PARA, P.REPHRASE_REJECTED,
-               P.REPHRASE_REPORT]  # fmt: skip
+    inputs, outputs = flat(stages.rephrase_inputs(rcfg)), flat(stages.rephrase_outputs())
     write_manifest(
         P.REPHRASE_MANIFEST,
         "rephrase",

@@ -8,16 +8,12 @@ from omegaconf import DictConfig
 
 from rbiqa import paths as P
 from rbiqa.config import to_container
-from rbiqa.figures.files import all_outputs
 from rbiqa.figures.texfmt import escape
 from rbiqa.manifest import write_manifest
 from rbiqa.report.build import build_pdf
+from rbiqa.stages import flat, report_inputs
 
 log = logging.getLogger(__name__)
-
-
-def paper_sources() -> list:
-    return sorted([P.PAPER / "main.tex", P.PAPER / "refs.bib", *(P.PAPER / "sections").glob("*.tex")])
 
 
 # Written before every build (main.tex inputs it under the title), so a notice never outlives its run.
@@ -57,5 +53,5 @@ def run(cfg: DictConfig) -> None:
         source_date_epoch=latex.get("source_date_epoch", 0),
     )
     log.info("wrote %s", pdf)
-    inputs = [P.stamp("report"), *paper_sources(), *all_outputs()]
+    inputs = flat(report_inputs())
     write_manifest(P.manifest_for(P.REPORT_PDF), "report", to_container(cfg), inputs, [pdf])

@@ -12,6 +12,7 @@ from rbiqa.config import to_container
 from rbiqa.files import metrics_model
 from rbiqa.io import write_json
 from rbiqa.manifest import write_manifest
+from rbiqa.stages import flat, repo_relative, stats_inputs
 from rbiqa.stats.agreement import read_agreement
 from rbiqa.stats.corrected import correction_input
 from rbiqa.stats.files import MANIFEST, all_metric_paths, metric_path
@@ -58,12 +59,9 @@ def run(cfg: DictConfig) -> dict[str, dict]:
     for section, obj in metrics.items():
         metrics_model(section).model_validate(obj)  # what the figures' reader checks; written as built
         write_json(metric_path(section), obj)
-    inputs = [P.stamp("stats"), P.JUDGE_AGREEMENT]
-    inputs += [P.eval_set_path(e) for e in eval_sets]
-    inputs += [P.judgments(a, e) for a in arms for e in eval_sets]
-    inputs += [P.generations(a, e) for a in arms for e in nll_sets]
+    inputs = flat(stats_inputs(arms, eval_sets, nll_sets))
     if correction.available:
-        inputs.append(_repo_relative(Path(correction.calibration.source)))
+        inputs.append(repo_relative(Path(correction.calibration.source)))
     counts = metrics["summary"]
     write_manifest(
         MANIFEST,
@@ -79,11 +77,3 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         },
     )
     return metrics
-
-
-def _repo_relative(path: Path) -> Path:
-    """Package files as the rules name them (src/rbiqa/...), so manifests match across clones."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
