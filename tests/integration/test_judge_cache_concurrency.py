@@ -32,7 +32,7 @@ def spawn(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "RBIQA_CONF_DIR": str(REPO / "conf"),
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),  # this checkout's code, as in run_cmd
         "PYTHONUNBUFFERED": "1",
     }
     return subprocess.Popen(
