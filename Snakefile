@@ -9,6 +9,7 @@ include: "workflow/rules/clean.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate_generate.smk"
 include: "workflow/rules/evaluate_judge.smk"
+include: "workflow/rules/mine.smk"
 include: "workflow/rules/report.smk"
 
 

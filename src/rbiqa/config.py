@@ -97,8 +97,8 @@ def stage_main(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 def check_eval_set(eval_set: str | None) -> str:
     if not eval_set:
         raise InputError(f"no eval set selected: pass +eval_set=<set>, one of {', '.join(P.EVAL_SETS)}")
-    if eval_set not in P.EVAL_SETS:
-        raise InputError(f"unknown eval set {eval_set!r}; expected one of {', '.join(P.EVAL_SETS)}")
+    if eval_set not in P.ITEM_SETS:
+        raise InputError(f"unknown eval set {eval_set!r}; expected one of {', '.join(P.ITEM_SETS)}")
     return eval_set
 
 

@@ -24,6 +24,11 @@ PAPER = Path("paper")
 # Every eval set the clean stage builds (a study evaluates the ones in `study.eval_sets`): trained facts
 # asked verbatim, the same facts in a held-out wording, unseen facts, and the two side-effect probes.
 EVAL_SETS = ("test_trained", "test_paraphrase", "test_unseen", "unanswerable", "general")
+# Not an eval set: training rows that are no eval item, which the mine rule asks the adapter of a refine
+# arm's adapter_of arm, to find the rows it gets wrong (hard negatives). Built by clean beside the eval
+# sets, with the same item schema; never in a study's eval_sets, never in the stats.
+TRAIN_MINING = "train_mining"
+ITEM_SETS = (*EVAL_SETS, TRAIN_MINING)  # the sets an EvalItem (and a generation, a judgment) belongs to
 
 # 1. download_data
 RAW_QA = RAW / "qa.jsonl"

@@ -256,6 +256,38 @@ def check_seeds(rows: Sequence[Mapping[str, Any]], table_tex: str, n: int = 3) -
     return problems
 
 
+def round_records(cfg, root: Path = Path(".")) -> dict[str, dict[str, Any]]:
+    """{refine arm: its train summary's round counts (None if missing)} for every refine arm of the study."""
+    from rbiqa import paths as P
+    from rbiqa.io import read_json
+    from rbiqa.study import load_study
+
+    out: dict[str, dict[str, Any]] = {}
+    for a in load_study(cfg).arms:
+        if a.kind == "refine":
+            f = root / P.adapter_dir(a.name) / "train_summary.json"
+            s = read_json(f) if f.exists() else {}
+            out[a.name] = {"round": (s.get("data") or {}).get("round"), "steps": s.get("global_step")}
+    return out
+
+
+def check_rounds(rounds: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every refine arm trained its round on rows of the mining set, the mined ones on rows judged wrong
+    only, and a control on as many rows as the arm it controls."""
+    problems = []
+    for arm, r in rounds.items():
+        rnd = r["round"]
+        if not rnd or not rnd.get("round_rows") or r["steps"] != rnd.get("steps"):
+            problems.append(f"{arm}: no completed round in its train summary ({r})")
+        elif rnd["rows_picked_by"] == "judged_wrong" and rnd["round_rows_judged_wrong"] != rnd["round_rows"]:
+            problems.append(f"{arm}: trained on rows that were not judged wrong ({rnd})")
+        elif rnd["round_rows"] != rnd["judged_wrong"]:
+            problems.append(
+                f"{arm}: {rnd['round_rows']} rows, not the {rnd['judged_wrong']} the mining found"
+            )
+    return problems
+
+
 def first_page_text(pdf: Path) -> str:
     proc = subprocess.run(
         ["pdftotext", "-f", "1", "-l", "1", "-layout", str(pdf), "-"],
@@ -292,6 +324,8 @@ def check_outputs(
         {"arm": r["arm"], "eval_set": r["eval_set"], "replicates": r["replicates"]} for r in rows
     ]
     problems += check_seeds(rows, (P.TABLES / "seeds.tex").read_text(encoding="utf-8"))
+    report["rounds"] = round_records(cfg)
+    problems += check_rounds(report["rounds"])
     page1 = first_page_text(pdf)
     report["first_page"] = " ".join(page1.split())
     problems += check_notice(page1)

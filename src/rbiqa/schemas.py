@@ -16,12 +16,12 @@ Category = Literal["fact-based", "reasoning"]
 
 
 def _known_eval_set(v: str) -> str:
-    if v not in P.EVAL_SETS:
-        raise ValueError(f"unknown eval set {v!r}; known: {', '.join(P.EVAL_SETS)}")
+    if v not in P.ITEM_SETS:
+        raise ValueError(f"unknown eval set {v!r}; known: {', '.join(P.ITEM_SETS)}")
     return v
 
 
-EvalSet = Annotated[str, AfterValidator(_known_eval_set)]  # one of rbiqa.paths.EVAL_SETS
+EvalSet = Annotated[str, AfterValidator(_known_eval_set)]  # one of rbiqa.paths.ITEM_SETS
 
 
 class _Strict(BaseModel):

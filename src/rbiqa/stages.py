@@ -43,7 +43,8 @@ STAGES: dict[str, Stage] = {
         Stage(
             "train",
             5,
-            ("train", "models.py", "nf4.py", "completion.py"),
+            # study.py: what a kind trains; schemas.py, generate/inputs.py: a refine arm's mining files
+            ("train", "models.py", "nf4.py", "completion.py", "study.py", "schemas.py", "generate/inputs.py"),
             ("model", "train", "arm", "seed"),
             per_arm=True,
         ),
@@ -51,7 +52,8 @@ STAGES: dict[str, Stage] = {
         Stage(
             "generate",
             6,
-            ("generate", "models.py", "nf4.py", "completion.py"),
+            # study.py: which adapter and prompt an arm's kind answers with
+            ("generate", "models.py", "nf4.py", "completion.py", "study.py", "schemas.py"),
             ("model", "generate", "arm", "seed"),
             per_arm=True,
         ),
@@ -168,7 +170,7 @@ def clean_outputs() -> dict[str, Any]:
         "val_para": P.CLEAN_VAL_PARA,
         "abstention_train": P.CLEAN_ABSTENTION_TRAIN,
         "general_train": P.CLEAN_GENERAL_TRAIN,
-        "eval_sets": [P.eval_set_path(s) for s in P.EVAL_SETS],
+        "eval_sets": [P.eval_set_path(s) for s in P.ITEM_SETS],  # the eval sets and the mining set
         "removed": P.CLEAN_REMOVED,
         "report": P.CLEAN_REPORT,
         "contamination": P.CONTAMINATION,

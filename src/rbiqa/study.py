@@ -23,11 +23,28 @@ from rbiqa.io import InputError
 
 # base: the model as shipped; fewshot / rag: the base model prompted with training QA pairs (k fixed
 # examples / retrieved passages); finetune: a QLoRA adapter trained by the arm itself; finetune_rag:
-# another arm's adapter (arm.adapter_of), prompted with retrieved passages as rag is.
-ArmKind = Literal["base", "fewshot", "rag", "finetune", "finetune_rag"]
+# another arm's adapter (arm.adapter_of), prompted with retrieved passages as rag is; refine: another
+# arm's adapter (arm.adapter_of) trained one short extra round on training rows chosen by arm.round_rows
+# (rbiqa.train.round), the result being the arm's own adapter.
+ArmKind = Literal["base", "fewshot", "rag", "finetune", "finetune_rag", "refine"]
 ARM_KINDS: tuple[str, ...] = ArmKind.__args__
 # the prompt each kind is answered with (rbiqa.generate.stage.build_prompts)
-PROMPTS = {"base": "base", "fewshot": "fewshot", "rag": "rag", "finetune": "base", "finetune_rag": "rag"}
+PROMPTS = {
+    "base": "base",
+    "fewshot": "fewshot",
+    "rag": "rag",
+    "finetune": "base",
+    "finetune_rag": "rag",
+    "refine": "base",
+}
+# the kinds that train an adapter of their own (a train job)
+TRAINED_KINDS = ("finetune", "refine")
+# the kinds that need arm.adapter_of (the finetune arm whose adapter they answer with, or refine)
+ADAPTER_OF_KINDS = ("finetune_rag", "refine")
+# refine: which training rows the extra round trains on. judged_wrong: the mining-set rows that the
+# adapter_of arm's judged answers got wrong (hard negatives); random: as many mining-set rows drawn at
+# random (the control that separates the mining from the extra compute)
+RoundRows = Literal["judged_wrong", "random"]
 
 
 class Ablation(BaseModel):
@@ -47,12 +64,14 @@ class ArmSpec(BaseModel):
     n_rephrasings: int | None = Field(default=None, ge=0)
     ablation: Ablation | None = None
     replicate_of: str | None = None  # a seed replicate of this arm (same recipe, another training seed)
-    adapter_of: str | None = None  # finetune_rag: the finetune arm whose adapter answers
+    adapter_of: str | None = None  # finetune_rag: the finetune arm whose adapter answers; refine: the
+    # finetune arm whose adapter the extra round starts from
+    round_rows: RoundRows | None = None  # refine only
 
     @property
     def finetuned(self) -> bool:
         """Trains an adapter of its own (a train job)."""
-        return self.kind == "finetune"
+        return self.kind in TRAINED_KINDS
 
     @property
     def adapter_arm(self) -> str | None:
@@ -77,10 +96,12 @@ def _arm_spec(path: Path) -> ArmSpec:
         raise InputError(f"{path}: arm.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     if spec.name != path.stem:
         raise InputError(f"{path}: arm.name is {spec.name!r}; it must equal the file name {path.stem!r}")
-    if spec.finetuned and spec.n_rephrasings is None:
-        raise InputError(f"{path}: a finetune arm needs arm.n_rephrasings")
-    if (spec.kind == "finetune_rag") != (spec.adapter_of is not None):
-        raise InputError(f"{path}: arm.adapter_of is set for, and only for, kind finetune_rag")
+    if (spec.kind == "finetune") != (spec.n_rephrasings is not None):
+        raise InputError(f"{path}: arm.n_rephrasings is set for, and only for, kind finetune")
+    if (spec.kind in ADAPTER_OF_KINDS) != (spec.adapter_of is not None):
+        raise InputError(f"{path}: arm.adapter_of is set for, and only for, kinds {list(ADAPTER_OF_KINDS)}")
+    if (spec.kind == "refine") != (spec.round_rows is not None):
+        raise InputError(f"{path}: arm.round_rows is set for, and only for, kind refine")
     return spec
 
 
@@ -109,6 +130,11 @@ class Study:
             if a.name == arm:
                 return a
         raise KeyError(f"arm {arm!r} is not in this study ({self.arm_names})")
+
+    @property
+    def mined_arms(self) -> list[str]:
+        """The arms whose adapter answers the training mining set (adapter_of of a refine arm)."""
+        return list(dict.fromkeys(a.adapter_of for a in self.arms if a.kind == "refine"))
 
     def replicate_groups(self) -> dict[str, list[str]]:
         """{arm: [arm, replicate, ...]} for every arm of the study with a replicate in the study."""
@@ -147,9 +173,9 @@ def load_study(cfg: Mapping[str, Any]) -> Study:
         raise InputError(f"study.arms repeats an arm: {names}")
     specs = tuple(arm_spec(n) for n in names)
     for a in specs:
-        if a.adapter_of is not None and a.adapter_of not in {b.name for b in specs if b.finetuned}:
+        if a.adapter_of is not None and a.adapter_of not in {b.name for b in specs if b.kind == "finetune"}:
             raise InputError(
-                f"arm {a.name} answers with the adapter of {a.adapter_of!r}, which is not a finetune arm of "
-                f"this study (study.arms: {names})"
+                f"arm {a.name} uses the adapter of {a.adapter_of!r}, which is not a finetune arm of this "
+                f"study (study.arms: {names})"
             )
     return Study(specs, check_eval_sets(study.get("eval_sets") or []))

@@ -84,3 +84,25 @@ def test_the_check_catches_a_planted_leak(processed):
     assert not any(near_copy(victim, r["question"]) for r in read_jsonl(ws / P.CLEAN_ABSTENTION_TRAIN))
     report = read_json(ws / P.CLEAN_REPORT)
     assert report["contamination"]["abstention_train"]["test_questions"]["unanswerable"] > 0
+
+
+def test_the_mining_set_holds_training_rows_and_no_eval_item(processed):
+    """The hard-negative round trains on rows of the mining set: every one is a training row (same
+    question, same answer), none is a test_trained item or a near-copy of any held-out question, and the
+    subsample is keyed by row-id hashes (the same set on every run)."""
+    ws = processed
+    mining = read_jsonl(ws / P.eval_set_path(P.TRAIN_MINING))
+    train = {r["row_id"]: r for r in read_jsonl(ws / P.CLEAN_TRAIN)}
+    assert mining and all(it["eval_set"] == P.TRAIN_MINING for it in mining)
+    assert all(train[it["item_id"]]["question"] == it["question"] for it in mining)
+    assert all(train[it["item_id"]]["answer"] == it["reference"] for it in mining)
+    trained_items = {it["item_id"] for it in read_jsonl(ws / P.eval_set_path("test_trained"))}
+    assert trained_items and not trained_items & {it["item_id"] for it in mining}
+    leaks = [
+        (w, i, it["item_id"]) for w, i, q in held_out(ws) for it in mining if near_copy(q, it["question"])
+    ]
+    assert leaks == []
+    # every training row that is no test_trained item is a candidate; the cap keeps the smallest hashes
+    candidates = [rid for rid in train if rid not in trained_items]
+    report = read_json(ws / P.CLEAN_REPORT)["train_mining"]
+    assert len(mining) == min(len(candidates), report["max_items"]) == report["items"]

@@ -38,6 +38,7 @@ KINDS_CFG = {
             "rag": "base",
             "finetune": "finetuned",
             "finetune_rag": "pooled",
+            "refine": "finetuned",
         }
     }
 }

@@ -115,7 +115,7 @@ def test_target_modules_of_an_unlisted_family_come_from_a_meta_skeleton(tmp_path
 
 
 def test_prompting_arm_is_not_trainable(model_dir):
-    with pytest.raises(InputError, match="only finetune arms"):
+    with pytest.raises(InputError, match=r"only arms of kinds \[.finetune., .refine.\]"):
         build_settings(compose_cfg(model_dir, "base"))
 
 

@@ -68,6 +68,22 @@ def mix_inputs(wildcards):
     return [P.MIX_POOLS[pool].as_posix() for pool, share in mix.items() if share]
 
 
+def round_inputs(wildcards):
+    """A refine arm's round starts from the adapter of its adapter_of arm and picks its rows from that
+    arm's judged answers to the mining set (the mine rule); other trained arms need neither.
+    """
+    spec = STUDY.spec(wildcards.arm)
+    if spec.kind != "refine":
+        return {}
+    adapter = P.adapter_dir(spec.adapter_of)
+    return {
+        "init_adapter": (adapter / "adapter_model.safetensors").as_posix(),
+        "init_adapter_config": (adapter / "adapter_config.json").as_posix(),
+        "mining": P.eval_set_path(P.TRAIN_MINING).as_posix(),
+        "mining_judgments": P.judgments(spec.adapter_of, P.TRAIN_MINING).as_posix(),
+    }
+
+
 def res(rule_name, key):
     """What a rule's jobs ask the scheduler for, from the experiment's conf/resources/ group."""
     return CFG.resources[rule_name][key]

@@ -1,4 +1,5 @@
-# Stage 5: QLoRA fine-tuning, one job per fine-tuned arm (FT_ARMS: the study's arms of kind finetune).
+# Stage 5: QLoRA fine-tuning, one job per trained arm (FT_ARMS: the study's arms of kinds finetune and
+# refine; a refine arm continues another arm's adapter for a short round, on rows the mine rule found).
 # Targets: results/<arm>/adapter/{adapter_model.safetensors, adapter_config.json, trainer_log.csv,
 # train_summary.json, manifest.json}. Checkpoints go to results/<arm>/checkpoints/, a scratch dir that is
 # not an output: an interrupted job resumes from it when rerun with the same config and data, and a
@@ -20,6 +21,7 @@ TRAIN_ARM_PATTERN = "|".join(re.escape(a) for a in FT_ARMS) if FT_ARMS else "NO_
 
 rule train:
     input:
+        unpack(round_inputs),
         train=P.CLEAN_TRAIN.as_posix(),
         val=P.CLEAN_VAL.as_posix(),
         val_para=P.CLEAN_VAL_PARA.as_posix(),

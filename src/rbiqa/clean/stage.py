@@ -40,6 +40,7 @@ from rbiqa.config import to_container
 from rbiqa.io import InputError, write_json, write_jsonl
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import AbstentionTrainRecord, GeneralRecord, UnanswerableRecord
+from rbiqa.split import source_hash
 from rbiqa.stages import flat
 from rbiqa.study import load_study
 
@@ -202,6 +203,20 @@ def build_test_trained(
     }
 
 
+def build_train_mining(
+    train: list[dict[str, Any]], test_trained: list[dict[str, Any]], max_items: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """train_mining: the training rows that are no eval item (all but the originals asked verbatim as
+    test_trained; held-out wordings are not training rows at all), at most `max_items` of them, those
+    with the smallest hash of (seed, row_id), in file order."""
+    asked = {it["item_id"] for it in test_trained}
+    rows = [r for r in train if r["row_id"] not in asked]
+    if max_items is not None and len(rows) > max_items:
+        keep = {r["row_id"] for r in sorted(rows, key=lambda r: source_hash(seed, r["row_id"]))[:max_items]}
+        rows = [r for r in rows if r["row_id"] in keep]
+    return [to_eval_item(P.TRAIN_MINING)(r) for r in rows]
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     ccfg = OmegaConf.to_container(cfg.clean, resolve=True)
@@ -222,6 +237,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for pool in TRAINED[1:]:
         contamination[pool] = apply_contamination(splits, cont_cfg, removed, pool)
     splits["test_trained"], trained_report = build_test_trained(splits["train"], flagged)
+    mining = build_train_mining(splits["train"], splits["test_trained"], ccfg["train_mining_max_items"], seed)
 
     by_split_reason: dict[str, Counter] = defaultdict(Counter)
     for r in removed:
@@ -261,6 +277,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "train_rows_by_variant": dict(
             sorted(Counter(str(r["variant_idx"]) for r in splits["train"]).items())
         ),
+        "train_mining": {"items": len(mining), "max_items": ccfg["train_mining_max_items"]},
         "contamination": _without_hits(contamination),
         "config": {"pii": ccfg["pii"], "dedup": ccfg["dedup"], "contamination": ccfg["contamination"]},
         "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -281,6 +298,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_jsonl(path, splits[f"{pool}_train"])
     for s in P.EVAL_SETS:
         write_jsonl(P.eval_set_path(s), splits[s])
+    write_jsonl(P.eval_set_path(P.TRAIN_MINING), mining)
     outputs, inputs = flat(stages.clean_outputs()), flat(stages.clean_inputs())
     write_manifest(
         P.CLEAN_MANIFEST, "clean", to_container(cfg), inputs, outputs,

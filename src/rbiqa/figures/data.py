@@ -27,6 +27,8 @@ ROLE_ARMS = {
     "MainRag": "ft_k3_rag",  # the main adapter answering with base_rag's retrieval
     "MainNeg": "ft_k3_neg",  # the main recipe with abstention examples in training
     "MainMix": "ft_k3_mix",  # the main recipe with general-knowledge QA in training
+    "MainHardneg": "ft_k3_hardneg",  # the main adapter, one more round on the training rows it got wrong
+    "MainHardnegCtrl": "ft_k3_hardneg_ctrl",  # the same round on as many random training rows
 }
 
 

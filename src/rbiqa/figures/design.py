@@ -38,7 +38,12 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 def study_design(
-    main_arm: str | None, root: Path = Path("."), neg_arm: str | None = None, mix_arm: str | None = None
+    main_arm: str | None,
+    root: Path = Path("."),
+    neg_arm: str | None = None,
+    mix_arm: str | None = None,
+    hardneg_arm: str | None = None,
+    hardneg_ctrl_arm: str | None = None,
 ) -> dict[str, Any]:
     raw = read_report(root / P.RAW_REPORT) or {}
     split = read_report(root / P.SPLIT_REPORT) or {}
@@ -50,6 +55,10 @@ def study_design(
     manifest = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json") if main_arm else None
     neg = (read_report(root / P.adapter_dir(neg_arm) / "train_summary.json") if neg_arm else None) or {}
     mix = (read_report(root / P.adapter_dir(mix_arm) / "train_summary.json") if mix_arm else None) or {}
+    hard, ctrl = (
+        (read_report(root / P.adapter_dir(a) / "train_summary.json") if a else None) or {}
+        for a in (hardneg_arm, hardneg_ctrl_arm)
+    )
     backend = reph_extra.get("backend")
     train_cfg = _get(manifest.config_dict if manifest else {}, "train") or {}
     probes = {
@@ -85,4 +94,11 @@ def study_design(
         "neg_abstention_rows": _get(neg, "data", "mix_rows", "abstention"),
         "mix_general_share": _get(mix, "data", "mix_shares", "general"),
         "mix_general_rows": _get(mix, "data", "mix_rows", "general"),
+        # the hard-negative round: its steps, the mining set it chose from, what the main adapter got
+        # wrong there (the round's rows), and how many of the control's random rows were wrong ones
+        "hardneg_steps": _get(hard, "data", "round", "steps"),
+        "hardneg_mining_items": _get(hard, "data", "round", "mining_items"),
+        "hardneg_judged_wrong": _get(hard, "data", "round", "judged_wrong"),
+        "hardneg_missing_verdicts": _get(hard, "data", "round", "missing_verdicts"),
+        "hardneg_ctrl_rows_judged_wrong": _get(ctrl, "data", "round", "round_rows_judged_wrong"),
     }

@@ -32,7 +32,18 @@ from rbiqa.figures.texfmt import (
     signed_pp,
 )
 
-ROLES = ("Main", "Base", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg", "MainMix")
+ROLES = (
+    "Main",
+    "Base",
+    "Rag",
+    "Fewshot",
+    "KZero",
+    "MainRag",
+    "MainNeg",
+    "MainMix",
+    "MainHardneg",
+    "MainHardnegCtrl",
+)
 # (arm role, reference role) contrasts the prose discusses
 ROLE_CONTRASTS = (
     ("Main", "Base"),
@@ -45,6 +56,9 @@ ROLE_CONTRASTS = (
     ("MainRag", "Main"),
     ("MainNeg", "Main"),
     ("MainMix", "Main"),
+    ("MainHardneg", "Main"),
+    ("MainHardnegCtrl", "Main"),
+    ("MainHardneg", "MainHardnegCtrl"),
 )
 
 
@@ -111,7 +125,7 @@ def build_numbers(
     role = {r: m.role_arm(r) for r in ROLES}
 
     # flags first: the prose branches on them
-    for r in ("Main", "Rag", "Fewshot", "KZero", "MainRag", "MainNeg", "MainMix"):
+    for r in ROLES[:1] + ROLES[2:]:  # every role but Base (flagged below)
         book.flag(
             f"Has{r}", role[r] is not None and (r != "KZero" or role["Main"] not in (None, role["KZero"]))
         )
@@ -339,6 +353,11 @@ def _design_macros(book, design: Mapping) -> None:
     book.add("NegRows", val("neg_abstention_rows", integer))
     book.add("MixShare", val("mix_general_share", lambda v: pct(v, 0)))
     book.add("MixRows", val("mix_general_rows", integer))
+    book.add("HardnegSteps", val("hardneg_steps", integer))
+    book.add("HardnegMiningItems", val("hardneg_mining_items", integer))
+    book.add("HardnegWrong", val("hardneg_judged_wrong", integer))
+    book.add("HardnegMissing", val("hardneg_missing_verdicts", integer))
+    book.add("HardnegCtrlWrong", val("hardneg_ctrl_rows_judged_wrong", integer))
 
 
 def _gap_macros(book, m, role, d, words) -> None:

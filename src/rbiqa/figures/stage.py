@@ -125,7 +125,13 @@ def run(cfg: DictConfig) -> None:
     log.info("figure seconds: %s", timings)
     make_tables(m, report_cfg)
     n_fam = len(ablation_families(study, m.main_arm))
-    design = study_design(m.main_arm, neg_arm=m.role_arm("MainNeg"), mix_arm=m.role_arm("MainMix"))
+    design = study_design(
+        m.main_arm,
+        neg_arm=m.role_arm("MainNeg"),
+        mix_arm=m.role_arm("MainMix"),
+        hardneg_arm=m.role_arm("MainHardneg"),
+        hardneg_ctrl_arm=m.role_arm("MainHardnegCtrl"),
+    )
     write_text(P.NUMBERS_TEX, build_numbers(m, report_cfg, n_fam, design).render())
     ft = m.summary.get("ft_arms", [])
     inputs = flat(figures_inputs(ft))

@@ -35,7 +35,7 @@ from rbiqa.io import InputError, sha256_path, sha256_text, stable_json, write_js
 from rbiqa.manifest import write_manifest
 from rbiqa.nf4 import model_fingerprint
 from rbiqa.schemas import EvalItem, Generation
-from rbiqa.study import PROMPTS
+from rbiqa.study import PROMPTS, ArmSpec
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def arm_context(cfg: DictConfig) -> ArmContext:
         raise InputError(f"no model at {model_path}: run `python -m rbiqa.fetch_model` first")
     inputs: list[Path] = [P.stamp("generate", arm), model_path / "manifest.json"]
     adapter, adapter_fp = None, None
-    adapter_arm = arm if kind == "finetune" else cfg.arm.get("adapter_of")
+    adapter_arm = ArmSpec.model_validate(to_container(cfg.arm)).adapter_arm
     if adapter_arm:
         files = adapter_files(adapter_arm)
         inputs += files

@@ -92,7 +92,9 @@ def reference_vs_labels(acfg: DictConfig, params_path: Path = DEFAULT_PARAMS) ->
 
 
 def load_judgments(globs: list[str]) -> tuple[pd.DataFrame, list[Path]]:
-    files = sorted({Path(f) for g in globs for f in glob.glob(g)})
+    """Every judgment file of an eval set the globs match; the mine rule's judgments of training rows
+    (train_mining) are no eval set, and are written while this rule may run."""
+    files = sorted({Path(f) for g in globs for f in glob.glob(g) if Path(f).stem in P.EVAL_SETS})
     rows = []
     for f in files:
         for lineno, raw in enumerate(iter_jsonl(f), 1):

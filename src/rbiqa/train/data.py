@@ -148,14 +148,37 @@ def mix_rows(
     return out
 
 
-def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path], mix_paths=None):
+def round_rows(run, rows: list[TrainRow], mining: tuple[Path, Path]) -> tuple[list[TrainRow], dict[str, Any]]:
+    """A refine arm's rows: the training rows arm.round_rows picks from the mining set (rbiqa.train.round).
+    `mining` is (the mining set, the starting arm's judgments of it)."""
+    from rbiqa import paths as P
+    from rbiqa.generate.inputs import load_eval_items
+    from rbiqa.train.round import choose_rows, judged_scores
+
+    items = load_eval_items(mining[0], P.TRAIN_MINING)
+    chosen, counts = choose_rows(run.round_rows, items, judged_scores(items, mining[1]), run.train_seed)
+    by_id = {r.row_id: r for r in rows}
+    stale = [i for i in chosen if i not in by_id]
+    if stale:
+        raise InputError(
+            f"{mining[0]} names rows that are not in the training file (e.g. {stale[:3]}): rerun clean"
+        )
+    return [by_id[i] for i in chosen], counts
+
+
+def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path], mix_paths=None, mining=None):
     """(train Dataset, {eval set name: Dataset}, counts) for one arm. `val_paths` are the eval-loss sets:
     val_paraphrase (held-out wordings of trained facts: the selection set) and val_unseen (unseen facts:
-    a curve only). `mix_paths`: {pool: file} of the rows mixed in at train.mix's shares."""
+    a curve only). `mix_paths`: {pool: file} of the rows mixed in at train.mix's shares. `mining`: a
+    refine arm's (mining set, judgments) pair, from which its round's rows are chosen instead."""
     from datasets import Dataset
 
     t = run.train
-    rows = select_variants(load_rows(train_path), run.n_rephrasings, train_path, run.rephrase_k)
+    round_counts = None
+    if run.round_rows:
+        rows, round_counts = round_rows(run, load_rows(train_path), mining)
+    else:
+        rows = select_variants(load_rows(train_path), run.n_rephrasings, train_path, run.rephrase_k)
     if t.curriculum:
         rows = curriculum_order(rows)
     if t.max_train_rows is not None and t.max_train_rows < len(rows):
@@ -194,6 +217,11 @@ def build_datasets(run, tokenizer, train_path: Path, val_paths: dict[str, Path],
         "mix_rows": {pool: len(v) for pool, v in mixed.items()},
         "mix_shares": {pool: share for pool, share in t.mix.items() if share},
     }
+    if round_counts is not None:
+        counts["round"] = round_counts | {"rows_picked_by": run.round_rows, "steps": t.max_steps}
+        counts["num_train_epochs"] = (
+            t.max_steps * t.effective_batch_size / len(train_tok) if train_tok else None
+        )
     log.info(
         "train rows %d (%d sources, variants %s, %d tokens, %d truncated to %d); %s epochs; eval rows %s",
         counts["train_rows"],

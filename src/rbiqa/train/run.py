@@ -40,6 +40,9 @@ class Job:
     extra_callbacks: list = field(default_factory=list)
     resume_from: str | None = None  # explicit checkpoint path (tests); else train.resume decides
     mix_paths: dict[str, Path] = field(default_factory=dict)  # pools mixed in (train.mix > 0)
+    # refine arms: the adapter the round starts from, and (mining set, its judgments) the rows come from
+    init_adapter: Path | None = None
+    mining: tuple[Path, Path] | None = None
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -101,11 +104,19 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     set_seed(run.train_seed)
     tokenizer = load_tokenizer(run.model_path, padding_side="right")
-    train_ds, eval_ds, counts = build_datasets(run, tokenizer, job.train_path, job.val_paths, job.mix_paths)
+    train_ds, eval_ds, counts = build_datasets(
+        run, tokenizer, job.train_path, job.val_paths, job.mix_paths, job.mining
+    )
     epochs = counts["num_train_epochs"]
     resume = resume_point(job, run)
     log.info("loading %s (4-bit: %s)", run.model_path, t.quant.load_in_4bit)
     model = load_base(run.model_path, run.model_dtype, t, rt)
+    if job.init_adapter is not None:
+        from peft import PeftModel
+
+        # the round trains the starting arm's adapter further (its LoRA config comes with it)
+        log.info("continuing the adapter in %s", job.init_adapter)
+        model = PeftModel.from_pretrained(model, str(job.init_adapter), is_trainable=True)
     trainer, recorder = build_trainer(
         run,
         rt,
@@ -152,6 +163,7 @@ def train_arm(run: RunSettings, job: Job) -> dict[str, Any]:
         "epochs": state.epoch,
         "stopped_early": state.global_step < state.max_steps,
         "resumed_from": resume,
+        "started_from_adapter": str(job.init_adapter) if job.init_adapter else None,
         "resumed_at_step": resumed_at,  # steps before it ran in the interrupted job, not this one
         # which weights were shipped, and why (rbiqa.train.trainer: never selected on unseen facts)
         "selection": {
@@ -209,6 +221,12 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
     mix = {pool: P.MIX_POOLS[pool] for pool, share in run.train.mix.items() if share}
     files = {"train": P.CLEAN_TRAIN, "val": P.CLEAN_VAL, "val_paraphrase": P.CLEAN_VAL_PARA}
     files |= {f"mix_{pool}": path for pool, path in mix.items()}
+    init_adapter, mining = None, None
+    if run.adapter_of:
+        init_adapter = P.adapter_dir(run.adapter_of)
+        mining = (P.eval_set_path(P.TRAIN_MINING), P.judgments(run.adapter_of, P.TRAIN_MINING))
+        files |= {"init_adapter": init_adapter / "adapter_model.safetensors", "mining": mining[0],
+                  "mining_judgments": mining[1]}  # fmt: skip
     inputs = {k: sha256_path(p) if p.exists() else None for k, p in files.items()}
     sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
     return Job(
@@ -218,6 +236,8 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
         checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
         fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
         mix_paths=mix,
+        init_adapter=init_adapter,
+        mining=mining,
     )
 
 
@@ -236,6 +256,15 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
             job.train_path,
             *job.val_paths.values(),
             *job.mix_paths.values(),
+            *(
+                [
+                    job.init_adapter / "adapter_model.safetensors",
+                    job.init_adapter / "adapter_config.json",
+                    *job.mining,
+                ]
+                if job.init_adapter
+                else []
+            ),
             model_manifest,
         ],
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],

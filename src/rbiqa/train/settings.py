@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rbiqa.io import InputError
+from rbiqa.study import TRAINED_KINDS, arm_spec
 
 # Linear layers a LoRA adapter may target, per architecture family (from each family's modeling code).
 # Families not listed are checked by instantiating the model skeleton on the meta device.
@@ -51,6 +52,15 @@ class ExportSettings(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"]
 
 
+class RoundSettings(_Strict):
+    """The extra round of a refine arm (rbiqa.train.round): a fixed number of optimizer steps, the same
+    for the mined rows and their random control, so the two differ only in which rows they train on."""
+
+    steps: int = Field(gt=0)
+    learning_rate: float | None = Field(default=None, gt=0)  # None: train.learning_rate
+    selection: Literal["val_paraphrase", "final"]
+
+
 class TrainSettings(_Strict):
     name: str
     device: DeviceChoice = "auto"
@@ -68,6 +78,7 @@ class TrainSettings(_Strict):
     num_train_epochs: float | None = Field(default=None, gt=0)
     exposures_per_fact: float | None = Field(default=None, gt=0)
     mix: dict[Literal["abstention", "general"], float] = Field(default_factory=dict)
+    round: RoundSettings
     max_steps: int = -1
     per_device_train_batch_size: int = Field(gt=0)
     gradient_accumulation_steps: int = Field(gt=0)
@@ -149,6 +160,8 @@ class RunSettings(_Strict):
     arm: str
     arm_kind: str
     n_rephrasings: int = Field(ge=0)
+    adapter_of: str | None = None  # refine: the arm whose adapter the round continues
+    round_rows: str | None = None  # refine: which rows the round trains on (rbiqa.study.RoundRows)
     # rephrase.k: how many rephrasings per question the rephrase stage was asked for (None: unknown)
     rephrase_k: int | None = Field(default=None, ge=0)
     seed: int
@@ -215,11 +228,14 @@ def _as_dict(node: Any) -> Any:
 def build_settings(cfg: DictConfig, check_model: bool = True) -> RunSettings:
     """Validate the composed config; raise InputError with every problem listed, before any model load."""
     arm = cfg.get("arm") or {}
-    if arm.get("kind") != "finetune":
+    if arm.get("kind") not in TRAINED_KINDS:
         raise InputError(
-            f"arm {arm.get('name')!r} is of kind {arm.get('kind')!r}; only finetune arms (conf/arm/ft_*.yaml) "
+            f"arm {arm.get('name')!r} is of kind {arm.get('kind')!r}; only arms of kinds {list(TRAINED_KINDS)} "
             "are trained"
         )
+    n_rephrasings = arm.get("n_rephrasings")
+    if arm.get("kind") == "refine":  # the round trains on rows its starting arm was trained on
+        n_rephrasings = arm_spec(arm.get("adapter_of")).n_rephrasings
     generate = cfg.get("generate") or {}
     train_raw = _as_dict(cfg.train)
     # One system prompt for training and generation: a fine-tuned model is evaluated with the exact
@@ -229,12 +245,24 @@ def build_settings(cfg: DictConfig, check_model: bool = True) -> RunSettings:
         train = TrainSettings.model_validate(train_raw)
     except ValidationError as e:
         raise InputError(_format_errors(e, "train")) from None
+    if arm.get("kind") == "refine":
+        r = train.round
+        train = train.model_copy(
+            update={
+                "max_steps": r.steps,
+                "learning_rate": r.learning_rate or train.learning_rate,
+                "selection": r.selection,
+                "early_stopping_patience": 0,
+            }
+        )
     try:
         run = RunSettings.model_validate(
             {
                 "arm": arm.get("name"),
                 "arm_kind": arm.get("kind"),
-                "n_rephrasings": arm.get("n_rephrasings"),
+                "n_rephrasings": n_rephrasings,
+                "adapter_of": arm.get("adapter_of"),
+                "round_rows": arm.get("round_rows"),
                 "rephrase_k": (cfg.get("rephrase") or {}).get("k"),
                 "seed": cfg.seed,
                 "model_name": cfg.model.name,

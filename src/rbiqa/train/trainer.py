@@ -233,6 +233,8 @@ def build_trainer(
 ):
     """(RbiqaSFTTrainer, LogRecorder). The trainer wraps `model` with the LoRA adapter. `eval_ds` maps
     EVAL_SETS names to datasets; `epochs` is the arm's passes over its rows (rbiqa.train.data.epochs_for)."""
+    from peft import PeftModel
+
     from rbiqa.train.model import adapter_dtype, cast_trainable, lora_config
 
     recorder = LogRecorder()
@@ -251,7 +253,8 @@ def build_trainer(
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=lora_config(run.train),
+        # a refine arm's model already carries the adapter it continues
+        peft_config=None if isinstance(model, PeftModel) else lora_config(run.train),
         callbacks=callbacks,
     )
     trainer.add_callback(CheckpointSeal(trainer, recorder))
