@@ -39,25 +39,13 @@ for name in $("$PY" -m rbiqa.rehearsal key-envs); do
   export "$name=rehearsal-dummy-key"
 done
 
-"$PY" -m tests.stubs.gemini_stub --port "$PORT" --responder rehearsal >"$LOGDIR/stub.log" 2>&1 &
-STUB_PID=$!
+. benchmarks/gemini_stub.sh
 stop_stub() {
-  kill "$STUB_PID" 2>/dev/null || true
-  wait "$STUB_PID" 2>/dev/null || true
+  kill "${STUB_PID:-0}" 2>/dev/null || true
+  wait "${STUB_PID:-0}" 2>/dev/null || true
 }
 trap stop_stub EXIT
-
-"$PY" - "$STUB_URL" <<'EOF'
-import sys, time, urllib.request
-for _ in range(100):
-    try:
-        urllib.request.urlopen(sys.argv[1] + "/stub/stats", timeout=1).read()
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit(f"the Gemini stub did not come up at {sys.argv[1]} (see logs/paper_rehearsal/stub.log)")
-EOF
+start_gemini_stub "$PY" "$PORT" rehearsal "$LOGDIR/stub.log"
 echo "Gemini stub serving on $STUB_URL (pid $STUB_PID)"
 
 # jobs in the whole DAG (dry run of everything), then the real run
