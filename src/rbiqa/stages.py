@@ -177,6 +177,72 @@ def clean_outputs() -> dict[str, Any]:
     }
 
 
+def adapter_files(arm: str) -> dict[str, Path]:
+    d = P.adapter_dir(arm)
+    return {"adapter": d / "adapter_model.safetensors", "adapter_config": d / "adapter_config.json"}
+
+
+def train_inputs(spec: Any, mix_pools: Iterable[str], model_dir: Path) -> dict[str, Any]:
+    """What a trained arm (rbiqa.study.ArmSpec) reads: its QA rows, the eval-loss sets, the pools it mixes
+    in, the base model, and for a refine arm the adapter its round continues and the mining judgments its
+    rows are chosen from."""
+    files: dict[str, Any] = {
+        "stamp": P.stamp("train", spec.name),
+        "train": P.CLEAN_TRAIN,
+        "val_para": P.CLEAN_VAL_PARA,
+        "val": P.CLEAN_VAL,
+        "mix": [P.MIX_POOLS[pool] for pool in mix_pools],
+        "model": Path(model_dir) / "manifest.json",
+    }
+    if spec.kind == "refine":
+        files |= {f"init_{k}": v for k, v in adapter_files(spec.adapter_of).items()}
+        files |= {
+            "mining": P.eval_set_path(P.TRAIN_MINING),
+            "mining_judgments": P.judgments(spec.adapter_of, P.TRAIN_MINING),
+        }
+    return files
+
+
+def generate_inputs(spec: Any, eval_sets: Iterable[str], model_dir: Path) -> dict[str, Any]:
+    """What one generate job of an arm reads: the eval sets, the base model, the adapter its answers come
+    from (its own, or adapter_of's), and the training pairs a few-shot or retrieval prompt draws on."""
+    files: dict[str, Any] = {
+        "stamp": P.stamp("generate", spec.name),
+        "eval_sets": [P.eval_set_path(e) for e in eval_sets],
+        "model": Path(model_dir) / "manifest.json",
+    }
+    if spec.adapter_arm:
+        files |= adapter_files(spec.adapter_arm)
+    if spec.prompt != "base":
+        files["train"] = P.CLEAN_TRAIN
+    return files
+
+
+def judge_deciders(jcfg: Any) -> list[Path]:
+    """The files that decide the configured judge's verdicts besides the data: the reference judge's
+    parameters, or the LLM judge's two rubric prompts (`judge.rubric`, `judge.abstention_rubric`), and the
+    abstention detector's exemplars (every backend's answers are checked with it). A refit or a new prompt
+    wording reruns the judge."""
+    from rbiqa.judge.protocol import PROMPT_DIR
+    from rbiqa.judge.reference import DEFAULT_PARAMS, EXEMPLARS_PATH
+
+    if jcfg.get("rubric") is None:  # the reference judge: no prompt
+        files = [Path(str(jcfg.get("params_path") or DEFAULT_PARAMS))]
+    else:
+        files = [PROMPT_DIR / f"{jcfg.rubric}.txt", PROMPT_DIR / f"{jcfg.abstention_rubric}.txt"]
+    return [repo_relative(f) for f in [*files, EXEMPLARS_PATH]]
+
+
+def judge_inputs(jcfg: Any, arm: str, eval_sets: Iterable[str]) -> dict[str, Any]:
+    eval_sets = list(eval_sets)
+    return {
+        "generations": [P.generations(arm, e) for e in eval_sets],
+        "eval_sets": [P.eval_set_path(e) for e in eval_sets],
+        "deciders": judge_deciders(jcfg),
+        "stamp": P.stamp("judge"),
+    }
+
+
 def stats_inputs(arms: list[str], eval_sets: list[str], nll_sets: list[str]) -> dict[str, Any]:
     """The judgments of every arm and eval set, the generations that carry the reference loss, the eval
     items and the judge agreement report (the correction's calibration file is the stats' own choice)."""

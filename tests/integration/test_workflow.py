@@ -123,7 +123,13 @@ def test_rules_declare_the_registry_files(workspace, monkeypatch):
     nll = [e for e in cfg.generate.get("reference_loss_sets") or [] if e in sets]
 
     def names(files):
-        return {p.as_posix() for p in S.flat(files)}
+        # package files as the rules name them: this process imports rbiqa from the checkout, not from the
+        # workspace, so they do not come out relative to it
+        return {re.sub(r"^/.*?/(src/rbiqa/)", r"\1", p.as_posix()) for p in S.flat(files)}
+
+    def _pools(arm):
+        mix = compose(["experiment=default", f"arm={arm}"]).train.mix
+        return [pool for pool, share in mix.items() if share]
 
     expected = {
         "download_data": (
@@ -139,6 +145,23 @@ def test_rules_declare_the_registry_files(workspace, monkeypatch):
         "stats": (names(S.stats_inputs(arms, sets, nll)), None),
         "figures": (names(S.figures_inputs(study.ft_arms)), None),
         "report": (names(S.report_inputs()), None),
+        # one job per arm: the union over the arms of what the registry lists for each
+        "train": (
+            set().union(
+                *(
+                    names(S.train_inputs(study.spec(a), _pools(a), P.model_dir(cfg.model.name)))
+                    for a in study.ft_arms
+                )
+            ),
+            None,
+        ),
+        "generate": (
+            set().union(
+                *(names(S.generate_inputs(study.spec(a), sets, P.model_dir(cfg.model.name))) for a in arms)
+            ),
+            None,
+        ),
+        "judge": (set().union(*(names(S.judge_inputs(cfg.judge, a, sets)) for a in arms)), None),
     }
     for rule, (inputs, outputs) in expected.items():
         assert rule in jobs, rule

@@ -20,6 +20,9 @@ REGISTRY_STAGES = {
     "split.py": "split",
     "rephrase/stage.py": "rephrase",
     "clean/stage.py": "clean",
+    "train/run.py": "train",
+    "generate/stage.py": "generate",
+    "judge/stage.py": "judge",
     "stats/stage.py": "stats",
     "figures/stage.py": "figures",
     "report/stage.py": "report",
@@ -54,7 +57,9 @@ def test_manifest_calls_take_their_files_from_the_registry(module):
             )
 
 
-@pytest.mark.parametrize("rule_file", ["data.smk", "rephrase.smk", "clean.smk", "report.smk"])
+@pytest.mark.parametrize(
+    "rule_file", ["data.smk", "rephrase.smk", "clean.smk", "report.smk", "common.smk", "evaluate_judge.smk"]
+)
 def test_rules_spread_the_registry(rule_file):
     text = (REPO / "workflow" / "rules" / rule_file).read_text(encoding="utf-8")
     assert "S.for_rule(S." in text
@@ -74,3 +79,29 @@ def test_flat_and_for_rule_keep_every_path():
     files = {"a": Path("x/a"), "b": [Path("x/b1"), Path("x/b2")]}
     assert stages.flat(files) == [Path("x/a"), Path("x/b1"), Path("x/b2")]
     assert stages.for_rule(files) == {"a": "x/a", "b": ["x/b1", "x/b2"]}
+
+
+def test_a_refine_arm_reads_its_starting_adapter_and_the_mining_judgments():
+    from rbiqa.study import arm_spec
+
+    files = stages.train_inputs(arm_spec("ft_k3_hardneg"), [], Path("data/models/m"))
+    assert files["init_adapter"] == P.adapter_dir("ft_k3") / "adapter_model.safetensors"
+    assert files["mining_judgments"] == P.judgments("ft_k3", P.TRAIN_MINING)
+    plain = stages.train_inputs(arm_spec("ft_k3_neg"), ["abstention"], Path("data/models/m"))
+    assert "mining" not in plain and plain["mix"] == [P.CLEAN_ABSTENTION_TRAIN]
+    # a refine arm answers with its own adapter; retrieval on the main adapter with ft_k3's and the train pairs
+    assert stages.generate_inputs(arm_spec("ft_k3_hardneg"), ["test_unseen"], Path("m"))[
+        "adapter"
+    ].parent == (P.adapter_dir("ft_k3_hardneg"))
+    rag = stages.generate_inputs(arm_spec("ft_k3_rag"), ["test_unseen"], Path("m"))
+    assert rag["adapter"].parent == P.adapter_dir("ft_k3") and rag["train"] == P.CLEAN_TRAIN
+    assert "adapter" not in stages.generate_inputs(arm_spec("base"), ["test_unseen"], Path("m"))
+
+
+def test_judge_deciders_follow_the_configured_judge():
+    ref = stages.judge_deciders(OmegaConf.create({"rubric": None, "params_path": None}))
+    assert [p.name for p in ref] == ["reference_params.json", "abstention_exemplars.json"]
+    llm = stages.judge_deciders(
+        OmegaConf.create({"rubric": "rubric_v2", "abstention_rubric": "abstention_v2"})
+    )
+    assert [p.name for p in llm] == ["rubric_v2.txt", "abstention_v2.txt", "abstention_exemplars.json"]

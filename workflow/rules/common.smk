@@ -62,26 +62,11 @@ def arm_config(arm):
     return _compose([f"experiment={EXP}", f"arm={arm}", *OVERRIDES])
 
 
-def mix_inputs(wildcards):
-    """The extra training pools an arm mixes in (train.mix: pool -> share of its rows)."""
+def train_inputs(wildcards):
+    """A trained arm's inputs (rbiqa.stages.train_inputs), with the pools its train.mix draws on."""
     mix = arm_config(wildcards.arm).train.mix
-    return [P.MIX_POOLS[pool].as_posix() for pool, share in mix.items() if share]
-
-
-def round_inputs(wildcards):
-    """A refine arm's round starts from the adapter of its adapter_of arm and picks its rows from that
-    arm's judged answers to the mining set (the mine rule); other trained arms need neither.
-    """
-    spec = STUDY.spec(wildcards.arm)
-    if spec.kind != "refine":
-        return {}
-    adapter = P.adapter_dir(spec.adapter_of)
-    return {
-        "init_adapter": (adapter / "adapter_model.safetensors").as_posix(),
-        "init_adapter_config": (adapter / "adapter_config.json").as_posix(),
-        "mining": P.eval_set_path(P.TRAIN_MINING).as_posix(),
-        "mining_judgments": P.judgments(spec.adapter_of, P.TRAIN_MINING).as_posix(),
-    }
+    pools = [pool for pool, share in mix.items() if share]
+    return S.for_rule(S.train_inputs(STUDY.spec(wildcards.arm), pools, MODEL_DIR))
 
 
 def res(rule_name, key):
@@ -103,7 +88,8 @@ def bench_path(name):
 
 # The base model of this experiment, known at DAG time.
 MODEL_NAME = CFG.model.name
-MODEL_MANIFEST = (P.model_dir(MODEL_NAME) / "manifest.json").as_posix()
+MODEL_DIR = P.model_dir(MODEL_NAME)
+MODEL_MANIFEST = (MODEL_DIR / "manifest.json").as_posix()
 
 
 # Longest generate jobs first, so that the last one does not run alone on an idle box: retrieval and
@@ -119,16 +105,19 @@ def generate_priority(wildcards):
 
 # Input functions of evaluate_generate.smk
 def generate_inputs(wildcards):
-    inputs = {
-        "eval_sets": [P.eval_set_path(e).as_posix() for e in EVAL_SETS],
-        "model": MODEL_MANIFEST,
-        "stamp": stamp("generate", wildcards.arm),
-    }
-    spec = STUDY.spec(wildcards.arm)
-    if spec.adapter_arm:
-        adapter = P.adapter_dir(spec.adapter_arm)
-        inputs["adapter"] = (adapter / "adapter_model.safetensors").as_posix()
-        inputs["adapter_config"] = (adapter / "adapter_config.json").as_posix()
-    if spec.prompt != "base":
-        inputs["train"] = P.CLEAN_TRAIN.as_posix()
-    return inputs
+    return S.for_rule(
+        S.generate_inputs(STUDY.spec(wildcards.arm), EVAL_SETS, MODEL_DIR)
+    )
+
+
+# Input functions of mine.smk
+def mine_inputs(wildcards):
+    """What the arm's generate job reads for the mining set, and what the judge reads to judge it."""
+    judge = S.judge_inputs(CFG.judge, wildcards.arm, [P.TRAIN_MINING])
+    return S.for_rule(
+        {
+            **S.generate_inputs(STUDY.spec(wildcards.arm), [P.TRAIN_MINING], MODEL_DIR),
+            "deciders": judge["deciders"],
+            "judge_stamp": judge["stamp"],
+        }
+    )

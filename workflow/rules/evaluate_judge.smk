@@ -4,12 +4,6 @@
 # Targets: P.judgments(arm, eval_set) for each arm and eval set, and P.JUDGE_AGREEMENT.
 
 from rbiqa.judge.reference import DEFAULT_PARAMS as _REFERENCE_PARAMS
-from rbiqa.judge.stage import decider_files as _judge_deciders
-from rbiqa.judge.stage import repo_relative as _repo_relative
-
-# Files that decide verdicts besides the data (the configured rubric prompts, or the reference judge's
-# parameters, and the abstention exemplars): a refit or a new prompt wording reruns the judge.
-JUDGE_DECIDERS = [p.as_posix() for p in _judge_deciders(CFG.judge)]
 
 
 localrules:
@@ -20,10 +14,9 @@ localrules:
 # once per arm rather than once per set.
 rule judge:
     input:
-        generations=[P.generations("{arm}", e).as_posix() for e in EVAL_SETS],
-        eval_sets=[P.eval_set_path(e).as_posix() for e in EVAL_SETS],
-        deciders=JUDGE_DECIDERS,
-        stamp=stamp("judge"),
+        # the generations, the eval items, the files that decide verdicts besides the data (the
+        # configured rubric prompts or the reference judge's parameters, and the abstention exemplars)
+        **S.for_rule(S.judge_inputs(CFG.judge, "{arm}", EVAL_SETS)),
     output:
         judgments=[P.judgments("{arm}", e).as_posix() for e in EVAL_SETS],
         manifests=[
@@ -59,7 +52,7 @@ rule judge_agreement:
         judgments=[P.judgments(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
         generations=[P.generations(a, e).as_posix() for a in ARMS for e in EVAL_SETS],
         labels=HUMAN_LABELS,
-        params=_repo_relative(_REFERENCE_PARAMS).as_posix(),
+        params=S.repo_relative(_REFERENCE_PARAMS).as_posix(),
         stamp=stamp("judge_agreement"),
     output:
         agreement=P.JUDGE_AGREEMENT.as_posix(),

@@ -8,28 +8,24 @@ MINED_ARM_PATTERN = (
     if STUDY.mined_arms
     else "NO_MINED_ARMS"
 )
-MINING_SET = P.TRAIN_MINING
 
 
 rule mine:
     input:
-        mining=P.eval_set_path(MINING_SET).as_posix(),
-        adapter=(P.adapter_dir("{arm}") / "adapter_model.safetensors").as_posix(),
-        adapter_config=(P.adapter_dir("{arm}") / "adapter_config.json").as_posix(),
-        model=MODEL_MANIFEST,
-        deciders=JUDGE_DECIDERS,
+        # what the arm's generate job reads for the mining set, and what the judge reads to judge it
+        unpack(mine_inputs),
         # after the arm's own judge job: under SLURM an arm's judge cache (data/cache/judge/arms/<arm>) is
         # opened by one job at a time, its locks not holding across hosts (judge.cache_scope)
         after_judge=[P.judgments("{arm}", e).as_posix() for e in EVAL_SETS],
-        generate_stamp=stamp("generate", "{arm}"),
-        judge_stamp=stamp("judge"),
     output:
-        generations=P.generations("{arm}", MINING_SET).as_posix(),
+        generations=P.generations("{arm}", P.TRAIN_MINING).as_posix(),
         generations_manifest=P.manifest_for(
-            P.generations("{arm}", MINING_SET)
+            P.generations("{arm}", P.TRAIN_MINING)
         ).as_posix(),
-        judgments=P.judgments("{arm}", MINING_SET).as_posix(),
-        judgments_manifest=P.manifest_for(P.judgments("{arm}", MINING_SET)).as_posix(),
+        judgments=P.judgments("{arm}", P.TRAIN_MINING).as_posix(),
+        judgments_manifest=P.manifest_for(
+            P.judgments("{arm}", P.TRAIN_MINING)
+        ).as_posix(),
     log:
         log_path("mine/{arm}"),
     benchmark:
@@ -46,7 +42,7 @@ rule mine:
         runtime=res("mine", "runtime"),
     params:
         hydra=HYDRA,
-        eval_sets=shlex.quote(f"eval_sets=[{MINING_SET}]"),
+        eval_sets=shlex.quote(f"eval_sets=[{P.TRAIN_MINING}]"),
     shell:
         "(python -m rbiqa.generate {params.hydra} arm={wildcards.arm} {params.eval_sets}"
         " && python -m rbiqa.judge {params.hydra} arm={wildcards.arm} {params.eval_sets}) > {log} 2>&1"

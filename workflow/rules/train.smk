@@ -21,13 +21,7 @@ TRAIN_ARM_PATTERN = "|".join(re.escape(a) for a in FT_ARMS) if FT_ARMS else "NO_
 
 rule train:
     input:
-        unpack(round_inputs),
-        train=P.CLEAN_TRAIN.as_posix(),
-        val=P.CLEAN_VAL.as_posix(),
-        val_para=P.CLEAN_VAL_PARA.as_posix(),
-        mix=mix_inputs,
-        model=MODEL_MANIFEST,
-        stamp=stamp("train", "{arm}"),
+        unpack(train_inputs),
     output:
         **{
             k: (P.adapter_dir("{arm}") / name).as_posix()

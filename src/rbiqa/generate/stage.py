@@ -35,6 +35,7 @@ from rbiqa.io import InputError, sha256_path, sha256_text, stable_json, write_js
 from rbiqa.manifest import write_manifest
 from rbiqa.nf4 import model_fingerprint
 from rbiqa.schemas import EvalItem, Generation
+from rbiqa.stages import flat, generate_inputs
 from rbiqa.study import PROMPTS, ArmSpec
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ class ArmContext:
 
     arm: str
     kind: str
-    inputs: list[Path]
+    spec: ArmSpec
+    model_dir: Path
     adapter_fp: str | None
     plan: dict[str, Any]
     fp: str
@@ -178,24 +180,22 @@ def arm_context(cfg: DictConfig) -> ArmContext:
     model_path = Path(cfg.model.path)
     if not (model_path / "config.json").exists():
         raise InputError(f"no model at {model_path}: run `python -m rbiqa.fetch_model` first")
-    inputs: list[Path] = [P.stamp("generate", arm), model_path / "manifest.json"]
     adapter, adapter_fp = None, None
-    adapter_arm = ArmSpec.model_validate(to_container(cfg.arm)).adapter_arm
+    spec = ArmSpec.model_validate(to_container(cfg.arm))
+    adapter_arm = spec.adapter_arm
     if adapter_arm:
         files = adapter_files(adapter_arm)
-        inputs += files
         # config too: r and lora_alpha set the adapter's scale, so they change its outputs
         adapter = P.adapter_dir(adapter_arm)
         adapter_fp = sha256_text("".join(sha256_path(f) for f in files))
-    if PROMPTS[kind] != "base":
-        inputs.append(P.CLEAN_TRAIN)
     plan = weights_plan(cfg.generate)
     model_fp = model_fingerprint(model_path)
     base_id = cfg.model.get("hf_id") or cfg.model.name
     return ArmContext(
         arm=arm,
         kind=kind,
-        inputs=inputs,
+        spec=spec,
+        model_dir=model_path,
         adapter_fp=adapter_fp,
         plan=plan,
         fp=decode_fingerprint(cfg, model_fp, adapter_fp, plan),
@@ -225,7 +225,6 @@ def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[EvalItem]) -> dict[str, Any]:
     t_start = time.perf_counter()
     g = cfg.generate
-    eval_path = P.eval_set_path(eval_set)
     prompts, context_summary = build_prompts(cfg, ctx.kind, items)
     budgets = answer_budgets(g, items, ctx.tokenizer)
     jobs = [
@@ -270,7 +269,7 @@ def run_eval_set(cfg: DictConfig, ctx: ArmContext, eval_set: str, items: list[Ev
     extra["prompt_context"] = context_summary
     if PROMPTS[ctx.kind] != "base":
         extra["context_ids"] = {j.item_id: list(j.context_ids) for j in jobs}
-    inputs = [ctx.inputs[0], eval_path, *ctx.inputs[1:]]
+    inputs = flat(generate_inputs(ctx.spec, [eval_set], ctx.model_dir))
     write_manifest(P.manifest_for(out), "generate", to_container(cfg), inputs, [out], extra)
     log.info("wrote %s: %d answers, %d failed", out, len(gens) - n_failed, n_failed)
     return extra

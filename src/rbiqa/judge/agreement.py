@@ -35,9 +35,9 @@ from rbiqa.config import stage_main, to_container
 from rbiqa.io import InputError, atomic_write, iter_jsonl, read_json, write_json
 from rbiqa.judge.reference.calibration_data import decode_models
 from rbiqa.judge.reference.model import DEFAULT_PARAMS
-from rbiqa.judge.stage import repo_relative
 from rbiqa.manifest import write_manifest
 from rbiqa.schemas import Judgment
+from rbiqa.stages import repo_relative
 from rbiqa.stats.kappa import agreement_by_group, kappa_summary
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -20,21 +19,14 @@ from rbiqa import paths as P
 from rbiqa.config import instantiate, selected_eval_sets, to_container
 from rbiqa.io import write_jsonl
 from rbiqa.judge.inputs import load_eval_items, load_generations
-from rbiqa.judge.protocol import PROMPT_DIR, JudgeBackend, JudgeConfigError
+from rbiqa.judge.protocol import JudgeBackend, JudgeConfigError
 from rbiqa.judge.runner import open_judge_cache, run_judgments
 from rbiqa.manifest import write_manifest
+from rbiqa.stages import flat, judge_inputs
 
 log = logging.getLogger(__name__)
 
 JUDGE_CACHE_DIR = P.CACHE / "judge"
-
-
-def repo_relative(path: Path) -> Path:
-    """Package files as the rules name them (src/rbiqa/...), so manifests match across clones."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 def build_backend(jcfg: DictConfig) -> JudgeBackend:
@@ -46,32 +38,6 @@ def build_backend(jcfg: DictConfig) -> JudgeBackend:
             f"judge.backend is {jcfg.backend!r}, but judge.impl builds the {backend.name!r} judge"
         )
     return backend
-
-
-def decider_files(jcfg) -> list[Path]:
-    """The files that decide the configured judge's verdicts besides the data: the reference judge's
-    parameters, or the LLM judge's two rubric prompts (`judge.rubric`, `judge.abstention_rubric`), and the
-    abstention detector's exemplars (every backend's answers are checked with it). The judge rule takes
-    them as inputs, so a refit or a new prompt wording reruns the judge."""
-    from rbiqa.judge.reference import DEFAULT_PARAMS, EXEMPLARS_PATH
-
-    if jcfg.get("rubric") is None:  # the reference judge: no prompt
-        files = [Path(str(jcfg.get("params_path") or DEFAULT_PARAMS))]
-    else:
-        files = [PROMPT_DIR / f"{jcfg.rubric}.txt", PROMPT_DIR / f"{jcfg.abstention_rubric}.txt"]
-    return [repo_relative(f) for f in [*files, EXEMPLARS_PATH]]
-
-
-def _backend_inputs(backend) -> list[Path]:
-    """Files that decide verdicts besides the data: hashed into the manifest for lineage."""
-    from rbiqa.judge.reference import DEFAULT_PARAMS, EXEMPLARS_PATH  # exemplars: every backend's
-    # answers go through the over-abstention detector
-
-    if backend.name == "reference":
-        files = [DEFAULT_PARAMS, EXEMPLARS_PATH]
-    else:
-        files = [*sorted(PROMPT_DIR.glob("*.txt")), EXEMPLARS_PATH]
-    return [repo_relative(f) for f in files]
 
 
 def run(cfg: DictConfig) -> dict[str, dict]:
@@ -129,12 +95,7 @@ def judge_eval_set(cfg: DictConfig, backend, arm: str, eval_set: str, items, gen
     }
     if hasattr(backend, "call_stats"):  # API judges: requests sent, retries, errors by kind
         extra["api"] = backend.call_stats()
-    inputs = [
-        P.generations(arm, eval_set),
-        P.eval_set_path(eval_set),
-        P.stamp("judge"),
-        *_backend_inputs(backend),
-    ]
+    inputs = flat(judge_inputs(cfg.judge, arm, [eval_set]))
     write_manifest(P.manifest_for(out), "judge", to_container(cfg), inputs, [out], extra)
     log.info("wrote %s: %s", out, counts)
     return extra

@@ -20,6 +20,8 @@ from rbiqa import paths as P
 from rbiqa.config import to_container
 from rbiqa.io import read_json, sha256_path, sha256_text, stable_json, write_json
 from rbiqa.manifest import write_manifest
+from rbiqa.stages import flat, train_inputs
+from rbiqa.study import ArmSpec
 from rbiqa.train.settings import RunSettings, build_settings
 
 log = logging.getLogger(__name__)
@@ -218,20 +220,20 @@ def _tokens(rows: list[dict[str, Any]]) -> int:
 
 
 def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
+    """The stage's job, its files from the stage registry; the fingerprint (what an interrupted run must
+    share to be resumed) hashes the config and every data input."""
     mix = {pool: P.MIX_POOLS[pool] for pool, share in run.train.mix.items() if share}
-    files = {"train": P.CLEAN_TRAIN, "val": P.CLEAN_VAL, "val_paraphrase": P.CLEAN_VAL_PARA}
-    files |= {f"mix_{pool}": path for pool, path in mix.items()}
+    files = train_inputs(ArmSpec.model_validate(to_container(cfg.arm)), mix, Path(run.model_path))
+    data = [p for k, v in files.items() if k not in ("stamp", "model") for p in flat({k: v})]
+    inputs = {p.as_posix(): sha256_path(p) if p.exists() else None for p in data}
+    sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
     init_adapter, mining = None, None
     if run.adapter_of:
-        init_adapter = P.adapter_dir(run.adapter_of)
-        mining = (P.eval_set_path(P.TRAIN_MINING), P.judgments(run.adapter_of, P.TRAIN_MINING))
-        files |= {"init_adapter": init_adapter / "adapter_model.safetensors", "mining": mining[0],
-                  "mining_judgments": mining[1]}  # fmt: skip
-    inputs = {k: sha256_path(p) if p.exists() else None for k, p in files.items()}
-    sections = {k: to_container(cfg).get(k) for k in ("model", "train", "arm", "seed", "generate")}
+        init_adapter = files["init_adapter"].parent
+        mining = (files["mining"], files["mining_judgments"])
     return Job(
-        train_path=P.CLEAN_TRAIN,
-        val_paths={"paraphrase": P.CLEAN_VAL_PARA, "unseen": P.CLEAN_VAL},
+        train_path=files["train"],
+        val_paths={"paraphrase": files["val_para"], "unseen": files["val"]},
         adapter_dir=P.adapter_dir(run.arm),
         checkpoint_dir=P.arm_dir(run.arm) / "checkpoints",
         fingerprint=sha256_text(stable_json({"config": sections, "inputs": inputs})),
@@ -245,28 +247,14 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     run = build_settings(cfg)  # every config check, before anything is loaded
     job = stage_job(cfg, run)
     summary = train_arm(run, job)
-    model_manifest = Path(run.model_path) / "manifest.json"
     out = job.outputs
     write_manifest(
         out["manifest"],
         "train",
         to_container(cfg),
-        inputs=[
-            P.stamp("train", run.arm),
-            job.train_path,
-            *job.val_paths.values(),
-            *job.mix_paths.values(),
-            *(
-                [
-                    job.init_adapter / "adapter_model.safetensors",
-                    job.init_adapter / "adapter_config.json",
-                    *job.mining,
-                ]
-                if job.init_adapter
-                else []
-            ),
-            model_manifest,
-        ],
+        inputs=flat(
+            train_inputs(ArmSpec.model_validate(to_container(cfg.arm)), job.mix_paths, Path(run.model_path))
+        ),
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],
         extra={
             k: summary[k]
