@@ -4,9 +4,14 @@
 # (the budget counts pipeline time, not the environment install), then a no-op rerun. Per-rule times come
 # from Snakemake's benchmark: files. Results: benchmarks/results/e2e_<experiment>.{json,md}.
 #   usage: benchmarks/e2e.sh [experiment] [extra snakemake args...]
+# E2E_OVERRIDES='["study.arms=[base,ft_k3]"]' passes Hydra overrides to every stage (Snakemake's `overrides`
+# config); E2E_LABEL names the results (default: the experiment), so such a run keeps the default's record.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 exp=${1:-default}; shift || true
+label=${E2E_LABEL:-$exp}
+config=(experiment="$exp")
+[ -n "${E2E_OVERRIDES:-}" ] && config+=("overrides=$E2E_OVERRIDES")
 venv=${VENV:-$repo/.venv}
 work=$(mktemp -d "${TMPDIR:-/tmp}/rbiqa-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -18,11 +23,11 @@ export PATH="$venv/bin:$PATH"
 export PYTHONPATH="$work/repo/src${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s.%N)
 status=ok
-snakemake --cores all --config experiment="$exp" "$@" > "$work/run.log" 2>&1 || status=failed
+snakemake --cores all --config "${config[@]}" "$@" > "$work/run.log" 2>&1 || status=failed
 end=$(date +%s.%N)
 noop_end=$end
 if [ "$status" = ok ]; then
-  snakemake --cores all --config experiment="$exp" "$@" > "$work/noop.log" 2>&1 || status=noop_failed
+  snakemake --cores all --config "${config[@]}" "$@" > "$work/noop.log" 2>&1 || status=noop_failed
   noop_end=$(date +%s.%N)
   grep -q "Nothing to be done" "$work/noop.log" || { echo "no-op rerun was not a no-op:"; tail -30 "$work/noop.log"; status=noop_failed; }
 else
@@ -30,10 +35,10 @@ else
 fi
 # the figures of a failed run are recorded too (status says so), with its logs kept beside them
 mkdir -p "$repo/benchmarks/results"
-rm -rf "$repo/benchmarks/results/e2e_${exp}_logs" && cp -r logs/"$exp" "$repo/benchmarks/results/e2e_${exp}_logs" || true
+rm -rf "$repo/benchmarks/results/e2e_${label}_logs" && cp -r logs/"$exp" "$repo/benchmarks/results/e2e_${label}_logs" || true
 # what the timed run found (metrics, tables, number macros, train summaries, the PDF), so the figures quoted
 # for a timing come from that very run; small files, kept beside the logs
-art="$repo/benchmarks/results/e2e_${exp}_artifacts"
+art="$repo/benchmarks/results/e2e_${label}_artifacts"
 rm -rf "$art" && mkdir -p "$art"
 cp -r results/metrics results/tables "$art"/ 2>/dev/null || true
 cp paper/numbers.tex paper/report.pdf "$art"/ 2>/dev/null || true
@@ -43,9 +48,9 @@ sha256sum results/*/judgments/*.jsonl $(ls results/metrics/*.json | grep -v mani
 for s in results/*/adapter/train_summary.json; do
   [ -f "$s" ] && cp "$s" "$art/train_summary_$(basename "$(dirname "$(dirname "$s")")").json"
 done
-python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" "$status" <<'PY'
+python - "$exp" "$start" "$end" "$noop_end" "$repo/benchmarks/results" "$status" "$label" "${E2E_OVERRIDES:-}" <<'PY'
 import csv, glob, json, os, platform, sys
-exp, start, end, noop_end, outdir, status = sys.argv[1], *map(float, sys.argv[2:5]), *sys.argv[5:7]
+exp, start, end, noop_end, outdir, status, label, overrides = sys.argv[1], *map(float, sys.argv[2:5]), *sys.argv[5:9]
 rows = []
 base = f"benchmarks/results/{exp}"
 for f in sorted(glob.glob(f"{base}/**/*.tsv", recursive=True)):
@@ -57,16 +62,16 @@ by_rule = {}
 for r in rows:
     rule = r["job"].split("/")[0]
     by_rule[rule] = round(by_rule.get(rule, 0) + r["seconds"], 1)
-out = {"experiment": exp, "status": status, "cores": os.cpu_count(), "platform": platform.platform(),
+out = {"experiment": exp, "label": label, "overrides": overrides or None, "status": status, "cores": os.cpu_count(), "platform": platform.platform(),
        "pipeline_wall_s": round(end - start, 1), "noop_rerun_s": round(noop_end - end, 1),
        "budget_s": {"pipeline": 1800, "noop": 15}, "per_rule_s": by_rule, "jobs": rows}
 out["within_budget"] = {"pipeline": out["pipeline_wall_s"] <= out["budget_s"]["pipeline"],
                         "noop": out["noop_rerun_s"] <= out["budget_s"]["noop"]}
 os.makedirs(outdir, exist_ok=True)
-with open(f"{outdir}/e2e_{exp}.json", "w") as fh:
+with open(f"{outdir}/e2e_{label}.json", "w") as fh:
     json.dump(out, fh, indent=2)
-with open(f"{outdir}/e2e_{exp}.md", "w") as fh:
-    fh.write(f"# e2e {exp} ({status}): pipeline {out['pipeline_wall_s']} s, no-op rerun {out['noop_rerun_s']} s "
+with open(f"{outdir}/e2e_{label}.md", "w") as fh:
+    fh.write(f"# e2e {label} ({status}): pipeline {out['pipeline_wall_s']} s, no-op rerun {out['noop_rerun_s']} s "
              f"({out['cores']} cores; budget {out['budget_s']['pipeline']} s / {out['budget_s']['noop']} s, "
              f"within: {out['within_budget']['pipeline']} / {out['within_budget']['noop']})\n\n| rule | seconds (sum over jobs) |\n|---|---|\n")
     for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1]):
