@@ -1,6 +1,6 @@
 """The reference judge's feature vector for one (question, reference, answer) triple.
 
-Kept separate from the model so that fitting (`fit_reference`) and judging (`reference`) compute
+Kept separate from the model so that fitting (`fit`) and judging (`model`) compute
 exactly the same features in the same order: the shipped parameter file names them, and a mismatch
 is an error rather than a silently wrong prediction.
 """
