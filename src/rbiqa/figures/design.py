@@ -51,14 +51,14 @@ def study_design(
     reph_extra = reph.extra if reph else {}
     reph_report = read_report(root / P.REPHRASE_REPORT) or {}
     clean = read_report(root / P.CLEAN_REPORT) or {}
-    summary = (read_report(root / P.adapter_dir(main_arm) / "train_summary.json") if main_arm else None) or {}
+
+    def train_summary(arm: str | None) -> dict[str, Any]:
+        return (read_report(root / P.adapter_dir(arm) / "train_summary.json") if arm else None) or {}
+
+    summary = train_summary(main_arm)
     manifest = read_manifest(root / P.adapter_dir(main_arm) / "manifest.json") if main_arm else None
-    neg = (read_report(root / P.adapter_dir(neg_arm) / "train_summary.json") if neg_arm else None) or {}
-    mix = (read_report(root / P.adapter_dir(mix_arm) / "train_summary.json") if mix_arm else None) or {}
-    hard, ctrl = (
-        (read_report(root / P.adapter_dir(a) / "train_summary.json") if a else None) or {}
-        for a in (hardneg_arm, hardneg_ctrl_arm)
-    )
+    neg, mix = train_summary(neg_arm), train_summary(mix_arm)
+    hard, ctrl = train_summary(hardneg_arm), train_summary(hardneg_ctrl_arm)
     backend = reph_extra.get("backend")
     train_cfg = _get(manifest.config_dict if manifest else {}, "train") or {}
     probes = {

@@ -45,6 +45,7 @@ class Job:
     # refine arms: the adapter the round starts from, and (mining set, its judgments) the rows come from
     init_adapter: Path | None = None
     mining: tuple[Path, Path] | None = None
+    inputs: list[Path] = field(default_factory=list)  # what the manifest records (rbiqa.stages)
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -240,6 +241,7 @@ def stage_job(cfg: DictConfig, run: RunSettings) -> Job:
         mix_paths=mix,
         init_adapter=init_adapter,
         mining=mining,
+        inputs=flat(files),
     )
 
 
@@ -252,9 +254,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         out["manifest"],
         "train",
         to_container(cfg),
-        inputs=flat(
-            train_inputs(ArmSpec.model_validate(to_container(cfg.arm)), job.mix_paths, Path(run.model_path))
-        ),
+        inputs=job.inputs,
         outputs=[out["adapter"], out["adapter_config"], out["log"], out["summary"]],
         extra={
             k: summary[k]
